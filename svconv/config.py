@@ -1,0 +1,115 @@
+"""The options of one trial: names, types, defaults and validation.
+
+This is the contract between ``svconv train``, the sweep specs and the results schema: a sweep spec
+may set or grid over exactly these fields, and a trial's id is the hash of its canonical config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from svconv.results.store import config_id
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("multistep", "cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One trial. Names of architectures, methods and datasets are checked against their registries."""
+
+    arch: str = "small-cnn"  # svconv.models: small-cnn, lipconvnet-N, wrn-D-W, vgg19, resnet18, aol-*
+    dataset: str = "mnist5k"  # svconv.data: mnist5k, cifar10, cifar100, synthetic
+    method: str = "none"  # svconv.methods: none, clip, division, fastclip, gram, aol, soc
+    rank: int | None = None  # TT rank of the convs; None: full (no TT)
+    clip_to: float = 1.0  # target spectral norm per layer
+    clip_every: int = 1  # control step every this many optimiser steps
+    clip_iters: int = 1  # clip-then-restrict passes per control step (method clip)
+    power_iters: int = 1  # warm power iterations per control step (division, fastclip)
+    lam: float = 0.0  # coefficient of the orthogonality loss of TT layers
+    seed: int = 0
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    amp: bool = True  # mixed precision, CUDA only
+    device: str = "auto"
+    n_train: int | None = None  # use the first n training images (None: all)
+    n_test: int | None = None
+    augment: bool = True  # standard CIFAR augmentation (ignored for other datasets)
+    aa_n: int = 0  # AutoAttack test images; 0 skips AutoAttack
+    emp_lip_n: int = 256  # test images for the empirical Lipschitz ratio
+    bn_concat: bool = False  # fastclip: control conv+BN as one operator
+    fail_at_epoch: int | None = None  # testing fault tolerance: raise at the start of this epoch
+    data_root: str | None = field(default=None, metadata={"id": False})  # where to find CIFAR files
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field and its allowed values."""
+        from svconv.data import check_dataset
+        from svconv.methods import check_method
+        from svconv.models import check_arch
+
+        check_arch(self.arch)
+        check_method(self.method)
+        check_dataset(self.dataset)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("device", self.device, DEVICES)
+        for name in ("clip_every", "clip_iters", "power_iters", "epochs", "batch_size"):
+            _positive_int(name, getattr(self, name))
+        for name in ("rank", "n_train", "n_test", "fail_at_epoch"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        for name in ("aa_n", "emp_lip_n", "seed"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be an int >= 0; got {getattr(self, name)!r}")
+        for name in ("clip_to", "lr"):
+            if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number; got {getattr(self, name)!r}")
+        for name in ("lam", "momentum", "weight_decay"):
+            if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a number >= 0; got {getattr(self, name)!r}")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrialConfig":
+        """Build from a mapping; unknown keys are refused with the list of known ones."""
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"unknown trial option(s) {unknown}; known options: {', '.join(cls.field_names())}")
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def trial_id(self, sweep: str | None = None) -> str:
+        """Deterministic id: hash of the sweep name and every field that defines the experiment."""
+        ident = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("id", True)}
+        ident["sweep"] = sweep
+        return config_id(ident)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")

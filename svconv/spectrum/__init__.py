@@ -1,0 +1,23 @@
+"""Singular values of convolutional layers: exact (any stride), clipping, bounds and estimates.
+
+Exact routines take the kernel ``(c_out, c_in, k_1..k_d)`` and the periodic operator of DESIGN.md;
+estimators take any module that is linear plus a constant.
+"""
+
+from svconv.spectrum.clip import clip_conv_singular_values
+from svconv.spectrum.dense import dense_operator
+from svconv.spectrum.exact import conv_singular_values, conv_spectral_norm, periodic_conv, transfer_matrices
+from svconv.spectrum.gram import gram_iteration_bound
+from svconv.spectrum.power import power_iteration, power_qr
+
+__all__ = [
+    "conv_singular_values",
+    "conv_spectral_norm",
+    "clip_conv_singular_values",
+    "gram_iteration_bound",
+    "power_iteration",
+    "power_qr",
+    "dense_operator",
+    "periodic_conv",
+    "transfer_matrices",
+]

@@ -1,0 +1,41 @@
+"""Gram iteration upper bound on the spectral norm of a periodic convolution (Delattre et al. 2023)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from svconv.spectrum._checks import check_count
+from svconv.spectrum.exact import transfer_matrices
+
+
+def gram_iteration_bound(
+    weight: torch.Tensor,
+    input_size: int | Sequence[int],
+    n_iter: int = 6,
+    stride: int | Sequence[int] = 1,
+) -> torch.Tensor:
+    """Upper bound on the largest singular value of the periodic convolution (0-d tensor).
+
+    ``G_0 = P(w)``, ``G_{t+1} = G_t^H G_t``; ``sigma_max <= max_w ||G_T(w)||_F^(2^-T)`` for every T,
+    which equals the l_(2^(T+1)) norm of the singular values at the worst frequency. Each step is
+    rescaled by its Frobenius norm and the scale kept in log space, so nothing overflows.
+
+    Args:
+        weight: ``(c_out, c_in, k_1, ..., k_d)``.
+        input_size: ``(n_1, ..., n_d)`` or an int.
+        n_iter: T >= 0; 6 is within 0.1 % for kernels whose top singular value is not repeated.
+        stride: int or d-tuple dividing ``input_size`` (the bound then holds for the strided operator).
+    """
+    check_count(n_iter, "n_iter", minimum=0)
+    G, _ = transfer_matrices(weight, input_size, stride)
+    real = weight.dtype
+    log_scale = torch.zeros(G.shape[0], dtype=real, device=G.device)
+    for _ in range(n_iter):
+        norm = torch.linalg.matrix_norm(G).clamp_min(torch.finfo(real).tiny)
+        G = G / norm[:, None, None].to(G.dtype)
+        log_scale = 2 * (log_scale + norm.log())
+        G = G.mH @ G if G.shape[-2] >= G.shape[-1] else G @ G.mH
+    log_bound = (log_scale + torch.linalg.matrix_norm(G).clamp_min(torch.finfo(real).tiny).log()) / 2**n_iter
+    return log_bound.max().exp()

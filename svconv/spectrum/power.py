@@ -1,0 +1,80 @@
+"""Power iteration and PowerQR on the linear part of any module (Gouk et al. 2021; seed 003, Prop. 2.1)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from svconv.spectrum._checks import check_count
+from svconv.spectrum.linear_map import LinearPart, Module
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(1)
+    return (flat / flat.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)).view_as(x)
+
+
+def power_iteration(
+    module: Module,
+    input_shape: Sequence[int],
+    n_iter: int = 100,
+    v: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Estimate the spectral norm of ``x -> module(x) - module(0)`` by power iteration on ``M^T M``.
+
+    The module is applied as it is (its own stride, padding mode, dilation, groups); put batch norm in
+    eval mode first. The iterate is normalised every step, so nothing overflows.
+
+    Args:
+        module: linear-plus-constant callable on ``(batch, *input_shape)``.
+        input_shape: one input without the batch dimension, e.g. ``(c_in, h, w)``.
+        n_iter: steps (>= 1).
+        v: warm start of shape ``input_shape`` (the vector returned by the previous call).
+        generator: a CPU generator for the random start when ``v`` is None.
+
+    Returns:
+        ``(sigma, v)``: a 0-d estimate (a lower bound up to rounding) and the unit vector to warm-start with.
+    """
+    check_count(n_iter, "n_iter")
+    M = LinearPart(module, input_shape)
+    if v is None:
+        x = torch.randn(1, *M.input_shape, generator=generator, dtype=M.dtype).to(M.device)
+    else:
+        if tuple(v.shape) != M.input_shape:
+            raise ValueError(f"v must have shape input_shape={M.input_shape}; got {tuple(v.shape)}")
+        x = v.detach().to(M.device, M.dtype).unsqueeze(0)
+    x = _unit(x)
+    for _ in range(n_iter):
+        _, g = M.gram(x)
+        x = _unit(g)
+    sigma = M.apply(x).norm()
+    return sigma, x[0].detach()
+
+
+def power_qr(
+    module: Module,
+    input_shape: Sequence[int],
+    k: int = 1,
+    n_iter: int = 100,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Top-``k`` singular values of the linear part of ``module`` by block power iteration with QR.
+
+    The k columns go through the module as one batch; ``M^T M X`` is the input gradient of
+    ``0.5 ||M X||^2``; a thin QR keeps them orthonormal; a final Rayleigh-Ritz step (``svdvals(M Q)``)
+    gives the values. Returns ``(k,)``, descending.
+    """
+    check_count(n_iter, "n_iter")
+    M = LinearPart(module, input_shape)
+    check_count(k, "k")
+    if k > M.in_features:
+        raise ValueError(f"k must be at most the input dimension {M.in_features}; got {k}")
+    X = torch.randn(M.in_features, k, generator=generator, dtype=M.dtype).to(M.device)
+    Q, _ = torch.linalg.qr(X)
+    for _ in range(n_iter):
+        _, G = M.gram(Q.T.reshape(k, *M.input_shape))
+        Q, _ = torch.linalg.qr(G.reshape(k, -1).T)
+    Y = M.apply(Q.T.reshape(k, *M.input_shape)).reshape(k, -1).T
+    return torch.linalg.svdvals(Y)
