@@ -55,12 +55,13 @@ class TrialConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and its allowed values."""
         from svconv.data import check_dataset
-        from svconv.methods import check_method
+        from svconv.methods import check_compatible, check_method
         from svconv.models import check_arch
 
         check_arch(self.arch)
         check_method(self.method)
         check_dataset(self.dataset)
+        check_compatible(self.method, self.arch, self.rank)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, DEVICES)
