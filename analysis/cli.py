@@ -1,15 +1,47 @@
-"""`svconv report`: not yet available (its issue has not landed)."""
+"""`svconv report RESULTS_DIR -o report.html [--format html,csv,png]`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+DESCRIPTION = (
+    "Write one self-contained HTML report (plotly.js embedded, opens offline) of a results folder: "
+    "summary tables beside the papers' numbers, clipping speedups, Pareto fronts, layer spectra, "
+    "empirical Lipschitz histograms, training curves and failed trials. Sections without data say what "
+    "they need. --format csv also writes the tables as CSV; png writes the figures (needs kaleido)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("results_dir", metavar="RESULTS_DIR", help="results folder (trials/, epochs/, layers/, bench/)")
+    parser.add_argument("-o", "--output", default=None, help="HTML file to write (default: RESULTS_DIR/report.html)")
+    parser.add_argument(
+        "--format", default="html", metavar="LIST",
+        help="comma-separated outputs among html, csv, png (default: html). csv: tables in <output stem>_csv/; "
+        "png: figures in <output stem>_png/ (needs the optional kaleido package)",
+    )  # fmt: skip
+    parser.add_argument("--title", default=None, help="page title (default: 'svconv report: RESULTS_DIR')")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("svconv report: not yet available", file=sys.stderr)
-    return 1
+    from analysis.report import build_report, parse_formats
+
+    formats = parse_formats(args.format)
+    output = Path(args.output) if args.output else Path(args.results_dir) / "report.html"
+    written = build_report(args.results_dir, output, formats, title=args.title, progress=sys.stderr.isatty())
+    report = written.report
+    if written.html:
+        print(f"report: {written.html} ({report.n_figures} figures)")
+    if written.csv_dir:
+        print(f"tables: {written.csv_dir}/ ({len(report.tables)} CSV files)")
+    if written.png_dir:
+        print(f"figures: {written.png_dir}/ ({report.n_figures} PNG files)")
+    if report.missing:
+        print(f"{len(report.missing)} part(s) without data (named in the report):", file=sys.stderr)
+        for m in report.missing:
+            print(f"  - {m}", file=sys.stderr)
+    for w in written.warnings:
+        print(f"svconv report: warning: {w}", file=sys.stderr)
+    return 1 if written.warnings else 0

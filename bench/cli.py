@@ -1,15 +1,82 @@
-"""`svconv bench`: not yet available (its issue has not landed)."""
+"""``svconv bench``: microbenchmarks of computing and controlling singular values; rows to Parquet."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+DESCRIPTION = (
+    "Time, peak memory, value and gap to the exact value of every method of computing or controlling the "
+    "singular values of a conv layer (plain and TT) or of a whole model, over a suite or a grid; one Parquet "
+    "row per configuration in RESULTS/bench/. Shipped suites: quick, seed-fig2, wrn16-10, estimators, scaling "
+    "(--list describes them)."
+)
+
+EPILOG = """examples:
+  svconv bench quick
+  svconv bench seed-fig2 --repeats 3 --figures out/fig2.html
+  svconv bench --grid method=exact,exact-numpy,exact-torch channels=64 input_size=32 stride=1,2
+  svconv bench --grid scope=model arch=wrn-16-10 method=clip rank=null,192,256,320 --repeats 1 --warmup 0
+  svconv bench estimators --device cuda --address auto      # one Ray task per config, a GPU each
+
+grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
+  layer: method channels input_size kernel ndim stride padding rank rank_frac iters k clip_to seed
+  model: scope=model arch method rank input_shape num_classes iters check clip_to seed
+  layer methods: exact exact-numpy exact-torch gram power powerqr clip division fastclip aol
+  model methods: exact clip division fastclip gram
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("suite", nargs="?", help="a shipped suite name or a path to a suite .yaml file")
+    parser.add_argument("--grid", nargs="+", metavar="KEY=VALUES", help="an ad-hoc grid instead of a suite")
+    parser.add_argument("--name", default="adhoc", help="suite name recorded in the rows of a --grid run (default: adhoc)")
+    parser.add_argument("--list", action="store_true", help="list the shipped suites and exit")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="override the device of every config")
+    parser.add_argument("--dtype", choices=("float32", "float64"), help="override the dtype of every config")
+    parser.add_argument("--repeats", type=int, help="timed calls per config (override)")
+    parser.add_argument("--warmup", type=int, help="untimed calls before them (override)")
+    parser.add_argument("--address", help="Ray address ('auto', 'ray://host:10001', or 'local'): one task per config")
+    parser.add_argument("--task-cpus", type=float, default=1, help="CPUs reserved per Ray task (default 1)")
+    parser.add_argument("--results", default="results", help="results folder (rows go to RESULTS/bench/; default: results)")
+    parser.add_argument("--figures", metavar="HTML", help="also write the figures of this run to this HTML file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("svconv bench: not yet available", file=sys.stderr)
-    return 1
+    from bench.grid import expand, parse_grid_args
+    from bench.run import run_configs, write_bench_rows
+    from bench.suites import list_suites, load_suite
+    from bench.summary import format_summary
+
+    if args.list:
+        for name, desc in list_suites().items():
+            print(f"{name:12s} {desc}")
+        return 0
+    if bool(args.suite) == bool(args.grid):
+        raise ValueError("give a SUITE or --grid KEY=VALUES ... (exactly one); see svconv bench --help")
+    for key in ("repeats", "warmup"):
+        value = getattr(args, key)
+        if value is not None and value < (1 if key == "repeats" else 0):
+            raise ValueError(f"--{key} must be >= {1 if key == 'repeats' else 0}; got {value}")
+    overrides = {"device": args.device, "dtype": args.dtype, "repeats": args.repeats, "warmup": args.warmup}
+    if args.suite:
+        configs = load_suite(args.suite).configs(overrides)
+    else:
+        configs = expand(parse_grid_args(args.grid), suite=args.name, overrides=overrides)
+    rows = run_configs(configs, address=args.address, progress=not args.no_progress, task_cpus=args.task_cpus)
+    write_bench_rows(args.results, rows)
+    print(format_summary(rows))
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
+    print(f"\n{len(rows)} rows ({counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed) "
+          f"written to {args.results}/bench/")  # fmt: skip
+    if args.figures:
+        from bench.figures import write_figures
+
+        print(f"figures: {write_figures(rows, args.figures)}")
+    if counts["failed"]:
+        print("some configurations failed; their rows hold the error in 'reason'", file=sys.stderr)
+        return 1
+    return 0

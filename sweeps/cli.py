@@ -1,15 +1,135 @@
-"""`svconv sweep`: not yet available (its issue has not landed)."""
+"""`svconv sweep`: run, submit, resume or inspect a Ray Tune sweep of training trials."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+DESCRIPTION = """Run a grid of training trials (a spec in sweeps/*.yaml) on Ray Tune, locally or on a cluster.
+Each trial writes its Parquet rows under the results folder by trial id (a hash of its config), so
+retries and re-runs replace rows instead of duplicating them.
+
+Sweep state is kept under --storage (default $SVCONV_SWEEPS or ~/svconv_sweeps) in <storage>/<name>/:
+sweep.json, Ray Tune's experiment (tune/) and, unless --results says otherwise, results/. On a
+multi-node cluster both must be on storage that every node mounts at the same path."""
+
+STORAGE_HELP = "storage root of sweep state (default: $SVCONV_SWEEPS or ~/svconv_sweeps; shared by all nodes)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    sub = parser.add_subparsers(dest="sweep_command", metavar="ACTION")
+    sub.required = True
+
+    p = sub.add_parser("run", help="validate a spec and run its trials with Ray Tune",
+                       description="Validate SPEC completely, then run every trial with ray.tune.Tuner.")
+    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML), e.g. sweeps/demo.yaml")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join: 'auto' (the cluster this node belongs to) or HOST:PORT of its GCS; "
+                        "default: start a local Ray instance")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="results folder (Parquet tables); default <storage>/<name>/results")
+    p.add_argument("--storage", default=None, metavar="DIR", help=STORAGE_HELP)
+    p.add_argument("--dry-run", action="store_true", help="print the expanded trial list and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("submit", help="submit a sweep as a Ray Job to a running cluster",
+                       description="Validate SPEC here, then submit `svconv sweep run SPEC --address auto` as a "
+                                   "Ray Job with this project folder as its working directory.")
+    p.add_argument("spec", metavar="SPEC", help="sweep spec inside the project folder")
+    p.add_argument("--address", required=True, help="the cluster's dashboard URL, e.g. http://HEAD:8265")
+    p.add_argument("--results", default=None, metavar="DIR", help="results folder on the cluster (shared by all nodes)")
+    p.add_argument("--storage", default=None, metavar="DIR", help="storage root on the cluster (default: the cluster's)")
+    p.add_argument("--wait", action="store_true", help="follow the job until it ends, then print its logs")
+
+    p = sub.add_parser("resume", help="continue an interrupted sweep (finished trials are not run again)",
+                       description="Tuner.restore the sweep NAME: unfinished trials continue from their last "
+                                   "checkpoint, pending ones start, finished ones are left alone.")
+    p.add_argument("name", metavar="NAME", help="the sweep's name (the spec's `name`)")
+    p.add_argument("--address", default=None, help="Ray cluster to join (see `run`)")
+    p.add_argument("--storage", default=None, metavar="DIR", help=STORAGE_HELP)
+    p.add_argument("--retry-failed", action="store_true", help="run trials that ran out of retries again too")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("status", help="counts per status and the failures of a sweep",
+                       description="Read the sweep's rows: counts of ok, diverged, failed and unfinished trials, "
+                                   "and each failure with its error.")
+    p.add_argument("name", metavar="NAME", help="the sweep's name")
+    p.add_argument("--storage", default=None, metavar="DIR", help=STORAGE_HELP)
+    p.add_argument("--full-errors", action="store_true", help="print whole error tracebacks")
+    p.add_argument("--json", action="store_true", help="one JSON object per trial on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("svconv sweep: not yet available", file=sys.stderr)
-    return 1
+    return {"run": _run, "submit": _submit, "resume": _resume, "status": _status}[args.sweep_command](args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sweeps.spec import load_spec
+
+    spec = load_spec(args.spec)
+    if args.dry_run:
+        print(format_trials(spec))
+        return 0
+    from sweeps.driver import run_sweep
+
+    outcome = run_sweep(spec, results_dir=args.results, storage=args.storage, address=args.address,
+                        progress=not args.no_progress)
+    return _finish(outcome, storage=args.storage)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from sweeps.driver import resume_sweep
+
+    outcome = resume_sweep(args.name, storage=args.storage, address=args.address, retry_failed=args.retry_failed,
+                           progress=not args.no_progress)
+    return _finish(outcome, storage=args.storage)
+
+
+def _finish(outcome, storage: str | None) -> int:
+    from sweeps.status import format_status
+
+    print(format_status(outcome.status))
+    if outcome.interrupted:
+        where = f" --storage {storage}" if storage else ""
+        print(f"interrupted: continue with `svconv sweep resume {outcome.status.name}{where}`", file=sys.stderr)
+        return 130
+    return 0 if outcome.ok else 1
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from sweeps.submit import submit_sweep
+
+    job_id, status = submit_sweep(args.spec, args.address, results=args.results, storage=args.storage, wait=args.wait)
+    print(job_id)
+    return 0 if (not args.wait or status == "SUCCEEDED") else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sweeps.status import format_status, status_rows, sweep_status
+
+    status = sweep_status(args.name, args.storage)
+    if args.json:
+        for row in status_rows(status):
+            print(json.dumps(row))
+    else:
+        print(format_status(status, full_errors=args.full_errors))
+    return 0
+
+
+def format_trials(spec) -> str:
+    """The ``--dry-run`` listing: a header, then one line per trial (id and the options the grid sets)."""
+    res = spec.resources
+    head = (
+        f"sweep {spec.name}: {len(spec.trials)} trials; each {res.cpus:g} CPU, {res.gpus:g} GPU; "
+        f"concurrency {spec.concurrency or 'as resources allow'}; retries {spec.retries}"
+    )
+    fixed = ", ".join(f"{k}={v}" for k, v in spec.fixed.items())
+    from sweeps.spec import show_value
+
+    cols = spec.grid_options()
+    table = [["trial_id", *cols]] + [[t.trial_id, *(show_value(t.varying[c]) if c in t.varying else "-" for c in cols)] for t in spec.trials]
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
+    body = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
+    return "\n".join([head, f"fixed: {fixed or '(none)'}", *body])

@@ -20,10 +20,10 @@ def input_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tupl
     dtype = param.dtype if param is not None else torch.float32
     shapes: dict[str, tuple[int, ...]] = {}
     names = {m: n for n, m in model.named_modules()}
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, args: shapes.setdefault(names[mod], tuple(args[0].shape[1:])))
-        for m in model.modules()
-    ]
+    def record(mod: nn.Module, args: tuple) -> None:  # must return None: a returned value replaces the args
+        shapes.setdefault(names[mod], tuple(args[0].shape[1:]))
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules()]
     was_training = model.training
     try:
         model.eval()

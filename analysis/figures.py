@@ -1,0 +1,432 @@
+"""Plotly figures of the report. Each builder returns a figure, or a :class:`Missing` that says why not.
+
+Figures aggregate before plotting (one trace per method or configuration, never one per trial) and
+switch to WebGL markers (Scattergl) for large point counts, so that 10,000 trials stay light.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from analysis.pareto import pareto_mask
+from analysis.tables import METRIC_BY_COLUMN, config_label
+
+#: above this many points in one subplot, markers are drawn with WebGL
+GL_THRESHOLD = 2000
+PALETTE = qualitative.D3 + qualitative.Set2
+GREY = "rgba(150,150,150,0.45)"
+TEMPLATE = "plotly_white"
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A figure that could not be drawn, and what data it would need."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # file-name-safe id, also used for PNG export
+    title: str
+    fig: go.Figure
+
+
+def colors_for(names) -> dict[str, str]:
+    """A stable colour per name (sorted), shared by every figure of the report."""
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(sorted({str(n) for n in names}))}
+
+
+def _scatter(n_points: int) -> Callable[..., go.Scatter]:
+    return go.Scattergl if n_points > GL_THRESHOLD else go.Scatter
+
+
+def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, x=0.01), template=TEMPLATE, height=height,
+        margin=dict(l=60, r=20, t=60, b=50), legend=dict(font=dict(size=11)), hoverlabel=dict(namelength=-1),
+    )  # fmt: skip
+    return fig
+
+
+def _num(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype("float64")
+
+
+def _str(s: pd.Series) -> pd.Series:
+    """Strings for labels and keys, with missing values as "" (pandas' astype(str) keeps NaN)."""
+    return s.map(lambda v: "" if v is None or (not isinstance(v, (list, np.ndarray)) and pd.isna(v)) else str(v)).astype(object)
+
+
+def _side(input_size: object) -> float:
+    """Spatial side length of "32x32" (geometric mean for non-square sizes); NaN when unknown."""
+    try:
+        dims = [float(v) for v in str(input_size).lower().split("x")]
+    except ValueError:
+        return math.nan
+    return float(np.prod(dims) ** (1 / len(dims))) if dims else math.nan
+
+
+# ---------------------------------------------------------------------------------- bench figures
+
+
+_SHAPE_KEY = ["suite", "scope", "arch", "method", "iters", "k", "c_in", "c_out", "kernel", "input_size", "stride", "padding", "ndim", "device", "dtype"]
+
+
+def _bench_ok(bench: pd.DataFrame) -> pd.DataFrame:
+    b = bench[bench["status"].fillna("ok") == "ok"].copy()
+    for c in ("rank", "c_in", "c_out", "time_median_s", "time_iqr_s", "peak_mem_mb", "gap", "theory_speedup", "stride"):
+        b[c] = _num(b[c])
+    b["tt"] = b["tt"].fillna(False).astype(bool)
+    b["c"] = b[["c_in", "c_out"]].min(axis=1)
+    b["facet"] = np.where(b["scope"] == "model", "model " + _str(b["arch"]), "c=" + b["c"].map(lambda v: f"{v:g}"))
+    return b
+
+
+def bench_speedups(bench: pd.DataFrame) -> pd.DataFrame:
+    """TT bench rows with ``speedup`` (time of the full counterpart with the same shape, method,
+    device and dtype ÷ TT time) and ``theory`` (the ``theory_speedup`` column, else (c/r)^3)."""
+    b = _bench_ok(bench)
+    key = b[_SHAPE_KEY].apply(_str).agg("|".join, axis=1)
+    b["_key"] = key
+    full = b[~b["tt"]].groupby("_key")["time_median_s"].median().rename("time_full_s")
+    tt = b[b["tt"] & b["rank"].notna()].join(full, on="_key")
+    tt["speedup"] = tt["time_full_s"] / tt["time_median_s"]
+    tt["theory"] = tt["theory_speedup"].fillna((tt["c"] / tt["rank"]) ** 3)
+    return tt.drop(columns="_key")
+
+
+def _facets(frame: pd.DataFrame, limit: int = 6) -> tuple[list[str], str]:
+    facets = sorted(frame["facet"].unique(), key=lambda f: (f.startswith("model"), float(f[2:]) if f.startswith("c=") else 0, f))
+    note = ""
+    if len(facets) > limit:
+        note = f" (showing {limit} of {len(facets)} channel counts)"
+        facets = facets[-limit:]
+    return facets, note
+
+
+def speedup_vs_rank(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Missing:
+    sp = bench_speedups(bench) if not bench.empty else pd.DataFrame()
+    if sp.empty or sp["speedup"].notna().sum() == 0:
+        return Missing("needs bench rows of TT layers (tt = true, with a rank) and of the same shapes in full (tt = false)")
+    sp = sp[sp["speedup"].notna()]
+    facets, note = _facets(sp)
+    fig = make_subplots(rows=1, cols=len(facets), subplot_titles=facets, shared_yaxes=True)
+    shown: set[str] = set()
+    for j, facet in enumerate(facets, start=1):
+        f = sp[sp["facet"] == facet]
+        for method, g in f.groupby("method"):
+            agg = g.groupby("rank").agg(speedup=("speedup", "median"), n=("speedup", "size")).reset_index()
+            fig.add_trace(
+                go.Scatter(
+                    x=agg["rank"], y=agg["speedup"], mode="lines+markers", name=str(method), legendgroup=str(method),
+                    showlegend=method not in shown, line=dict(color=colors.get(str(method))),
+                    customdata=agg["n"], hovertemplate=f"{method}<br>rank %{{x}}<br>speedup %{{y:.3g}}×<br>median of %{{customdata}} shapes<extra></extra>",
+                ),
+                row=1, col=j,
+            )  # fmt: skip
+            shown.add(str(method))
+        th = f.groupby("rank")["theory"].median().reset_index()
+        fig.add_trace(
+            go.Scatter(
+                x=th["rank"], y=th["theory"], mode="lines", name="theory (c/r)³", legendgroup="theory",
+                showlegend=j == 1, line=dict(color="black", dash="dash", width=1),
+                hovertemplate="theory<br>rank %{x}<br>%{y:.3g}×<extra></extra>",
+            ),
+            row=1, col=j,
+        )  # fmt: skip
+    fig.update_xaxes(type="log", title_text="TT rank r")
+    fig.update_yaxes(type="log")
+    fig.update_yaxes(title_text="speedup (full time ÷ TT time)", col=1)
+    return Figure("speedup_vs_rank", "Clip speedup versus TT rank" + note, _layout(fig, "Clip speedup versus TT rank" + note))
+
+
+def _modal(frame: pd.DataFrame, col: str) -> object:
+    counts = _str(frame[col]).value_counts()
+    return counts.index[0] if len(counts) else None
+
+
+def _time_versus(bench: pd.DataFrame, colors: dict[str, str], x: str) -> Figure | Missing:
+    b = _bench_ok(bench) if not bench.empty else pd.DataFrame()
+    if b.empty:
+        return Missing("needs bench rows with status ok")
+    b = b[(b["scope"] == "layer") & b["time_median_s"].notna()]
+    if b.empty:
+        return Missing("needs layer-scope bench rows with a measured time")
+    b = b.assign(side=b["input_size"].map(_side))
+    fixed_col, xcol, xlabel, name = (
+        ("input_size", "c", "channels c = min(c_in, c_out)", "time_vs_channels")
+        if x == "channels"
+        else ("c", "side", "input size n (n × n)", "time_vs_input_size")
+    )
+    fixed = _modal(b, fixed_col)
+    sl = b[_str(b[fixed_col]) == fixed]
+    if sl[xcol].nunique() < 2:
+        return Missing(f"needs bench rows at two or more {xlabel.split(' (')[0].split(' =')[0]} with the same {fixed_col}")
+    sl = sl.assign(variant=np.where(sl["tt"], "TT r=" + sl["rank"].map(lambda r: f"{r:g}"), "full"))
+    fig = go.Figure()
+    devices = _str(sl["device"]) + "/" + _str(sl["dtype"])
+    multi_dev = devices.nunique() > 1
+    for (method, variant, dev), g in sl.groupby(["method", "variant", devices], sort=True):
+        agg = g.groupby(xcol).agg(t=("time_median_s", "median"), iqr=("time_iqr_s", "median")).reset_index()
+        label = f"{method} {variant}" + (f" ({dev})" if multi_dev else "")
+        dash = None if variant == "full" else "dot"
+        fig.add_trace(
+            go.Scatter(
+                x=agg[xcol], y=agg["t"], mode="lines+markers", name=label, legendgroup=str(method),
+                line=dict(color=colors.get(str(method)), dash=dash),
+                error_y=dict(type="data", array=agg["iqr"] / 2, visible=bool(agg["iqr"].notna().any())),
+                hovertemplate=f"{label}<br>{xlabel.split(' (')[0]} %{{x:g}}<br>%{{y:.3g}} s<extra></extra>",
+            )
+        )  # fmt: skip
+    fixed_text = f"input {fixed}" if fixed_col == "input_size" else f"c = {float(fixed):g}"
+    title = f"Time of one control step versus {'channels' if x == 'channels' else 'input size'} ({fixed_text})"
+    fig.update_xaxes(type="log", title_text=xlabel)
+    fig.update_yaxes(type="log", title_text="median time (s)")
+    return Figure(name, title, _layout(fig, title, height=460))
+
+
+def time_vs_channels(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Missing:
+    return _time_versus(bench, colors, "channels")
+
+
+def time_vs_input_size(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Missing:
+    return _time_versus(bench, colors, "input_size")
+
+
+def memory_vs_rank(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Missing:
+    b = _bench_ok(bench) if not bench.empty else pd.DataFrame()
+    if b.empty or b["peak_mem_mb"].notna().sum() == 0:
+        return Missing("needs bench rows with peak memory (peak_mem_mb)")
+    b = b[b["peak_mem_mb"].notna()]
+    b = b.assign(r=np.where(b["tt"], b["rank"], b["c"]))  # a full layer is rank c
+    b = b[b["r"].notna()]
+    if b.empty:
+        return Missing("needs bench rows with peak memory and a rank or channel count")
+    facets, note = _facets(b)
+    fig = make_subplots(rows=1, cols=len(facets), subplot_titles=facets, shared_yaxes=True)
+    shown: set[str] = set()
+    for j, facet in enumerate(facets, start=1):
+        for method, g in b[b["facet"] == facet].groupby("method"):
+            agg = g.groupby("r")["peak_mem_mb"].median().reset_index()
+            fig.add_trace(
+                go.Scatter(
+                    x=agg["r"], y=agg["peak_mem_mb"], mode="lines+markers", name=str(method), legendgroup=str(method),
+                    showlegend=method not in shown, line=dict(color=colors.get(str(method))),
+                    hovertemplate=f"{method}<br>rank %{{x:g}}<br>%{{y:.4g}} MiB<extra></extra>",
+                ),
+                row=1, col=j,
+            )  # fmt: skip
+            shown.add(str(method))
+    title = "Peak memory of a control step versus rank (full layer drawn at r = c)" + note
+    fig.update_xaxes(type="log", title_text="rank r")
+    fig.update_yaxes(title_text="peak memory (MiB)", col=1)
+    return Figure("memory_vs_rank", title, _layout(fig, title))
+
+
+def gap_vs_time(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Missing:
+    b = _bench_ok(bench) if not bench.empty else pd.DataFrame()
+    if b.empty:
+        return Missing("needs bench rows with status ok")
+    b = b[b["gap"].notna() & b["time_median_s"].notna()]
+    if b.empty:
+        return Missing("needs bench rows with an estimate and its exact value (gap)")
+    gap = b["gap"].abs()
+    positive = gap[gap > 0]
+    floor = (positive.min() / 10) if len(positive) else 1e-16
+    b = b.assign(absgap=gap.clip(lower=floor))
+    b = b.assign(
+        shape=b["c_in"].map(lambda v: f"{v:g}") + "→" + b["c_out"].map(lambda v: f"{v:g}") + " " + _str(b["kernel"])
+        + " @" + _str(b["input_size"]) + np.where(b["tt"], " TT r=" + b["rank"].map(lambda v: f"{v:g}"), "")
+    )  # fmt: skip
+    fig = go.Figure()
+    trace = _scatter(len(b))
+    for method, g in b.groupby("method"):
+        fig.add_trace(
+            trace(
+                x=g["time_median_s"], y=g["absgap"], mode="markers", name=str(method),
+                marker=dict(color=colors.get(str(method)), size=7, opacity=0.8), text=g["shape"],
+                customdata=g["gap"], hovertemplate=f"{method}<br>%{{text}}<br>%{{x:.3g}} s<br>gap %{{customdata:.3g}}<extra></extra>",
+            )
+        )  # fmt: skip
+    title = f"Estimator gap |value − exact| / exact versus time (exact results drawn at {floor:.0e})"
+    fig.update_xaxes(type="log", title_text="median time (s)")
+    fig.update_yaxes(type="log", title_text="relative gap")
+    return Figure("gap_vs_time", title, _layout(fig, title, height=460))
+
+
+# ---------------------------------------------------------------------------------- trial figures
+
+#: (x metric, y metric) pairs of the Pareto panel; clean accuracy is always y
+PARETO_PAIRS: tuple[tuple[str, ...], ...] = (
+    ("autoattack_05", "autoattack_36"),  # first column with data is used
+    ("cra_36",),
+    ("ece",),
+    ("corruption_acc",),
+    ("speedup",),
+    ("compression",),
+)
+
+
+def pareto_panel(points: pd.DataFrame, dataset: str, colors: dict[str, str]) -> tuple[Figure | Missing, pd.DataFrame]:
+    """Clean accuracy against each metric of :data:`PARETO_PAIRS` for configs aggregated over seeds.
+
+    ``points``: one row per configuration with ``<metric>_mean`` columns, ``method`` and ``hover``.
+    Returns the figure and a long frame (config, x metric, x, y, on_front) for CSV export.
+    """
+    if points.empty or points["clean_acc_mean"].notna().sum() == 0:
+        return Missing("needs ok trials with clean accuracy"), pd.DataFrame()
+    pairs = []
+    for options in PARETO_PAIRS:
+        col = next((c for c in options if points[f"{c}_mean"].notna().any()), options[0])
+        pairs.append(col)
+    titles = [f"{METRIC_BY_COLUMN[c].label} ({'lower' if METRIC_BY_COLUMN[c].sense == 'min' else 'higher'} is better)" for c in pairs]
+    fig = make_subplots(rows=2, cols=3, subplot_titles=titles, horizontal_spacing=0.07, vertical_spacing=0.16)
+    shown: set[str] = set()
+    exported = []
+    for k, col in enumerate(pairs):
+        row, colno = k // 3 + 1, k % 3 + 1
+        xs = points[f"{col}_mean"]
+        sub = points[xs.notna() & points["clean_acc_mean"].notna()]
+        if sub.empty:
+            fig.add_annotation(text="no data", showarrow=False, row=row, col=colno, x=0.5, y=0.5,
+                               xref="x domain", yref="y domain", font=dict(color="grey"))  # fmt: skip
+            continue
+        x = sub[f"{col}_mean"].to_numpy()
+        y = sub["clean_acc_mean"].to_numpy()
+        front = pareto_mask(np.c_[x, y], [METRIC_BY_COLUMN[col].sense == "max", True])
+        exported.append(pd.DataFrame({"config": sub["hover"].to_numpy(), "method": sub["method"].to_numpy(),
+                                      "x_metric": col, "x": x, "clean_acc": y, "on_front": front}))  # fmt: skip
+        trace = _scatter(len(sub))
+        hover = "%{text}<br>" + METRIC_BY_COLUMN[col].label + " %{x:.4g}<br>accuracy %{y:.4g}<extra></extra>"
+        dom = sub[~front]
+        if len(dom):
+            fig.add_trace(
+                trace(x=dom[f"{col}_mean"], y=dom["clean_acc_mean"], mode="markers", name="dominated", legendgroup="dominated",
+                      showlegend="dominated" not in shown, marker=dict(color=GREY, size=6), text=dom["hover"], hovertemplate=hover),
+                row=row, col=colno,
+            )  # fmt: skip
+            shown.add("dominated")
+        fr = sub[front].sort_values(f"{col}_mean")
+        fig.add_trace(
+            go.Scatter(x=fr[f"{col}_mean"], y=fr["clean_acc_mean"], mode="lines", line=dict(color="black", width=1),
+                       hoverinfo="skip", showlegend=False),
+            row=row, col=colno,
+        )  # fmt: skip
+        for method, g in fr.groupby("method"):
+            fig.add_trace(
+                go.Scatter(x=g[f"{col}_mean"], y=g["clean_acc_mean"], mode="markers", name=str(method), legendgroup=str(method),
+                           showlegend=str(method) not in shown, marker=dict(color=colors.get(str(method)), size=9,
+                           line=dict(color="black", width=1)), text=g["hover"], hovertemplate=hover),
+                row=row, col=colno,
+            )  # fmt: skip
+            shown.add(str(method))
+        if col in ("speedup", "compression"):
+            fig.update_xaxes(type="log", row=row, col=colno)
+    fig.update_yaxes(title_text="clean accuracy (%)", col=1)
+    title = f"Pareto fronts on {dataset}: non-dominated configurations joined, dominated ones grey (mean over seeds)"
+    long = pd.concat(exported, ignore_index=True).assign(dataset=dataset) if exported else pd.DataFrame()
+    return Figure(f"pareto_{dataset}", title, _layout(fig, title, height=720)), long
+
+
+def layer_norms(layers: pd.DataFrame, trials: pd.DataFrame, title: str, colors: dict[str, str], name: str) -> Figure | Missing:
+    """Mean spectral norm per layer (error bars: min to max over trials) for each method · rank."""
+    if layers.empty:
+        return Missing("needs per-layer spectral norms (layers table) for these trials")
+    info = trials[["trial_id", "method", "rank", "clip_to"]]
+    lay = layers.drop(columns=["rank"], errors="ignore").merge(info, on="trial_id", how="inner")
+    lay = lay[_num(lay["spectral_norm"]).notna()]
+    if lay.empty:
+        return Missing("needs per-layer spectral norms (layers table) for these trials")
+    lay = lay.assign(spectral_norm=_num(lay["spectral_norm"]))
+    order = list(dict.fromkeys(lay["layer"]))  # model order as written
+    varies = lay["clip_to"].nunique() > 1
+    lay = lay.assign(
+        label=[config_label(m, r) + (f" · c={float(c):g}" if varies and m != "none" else "")
+               for m, r, c in zip(lay["method"], lay["rank"], lay["clip_to"])]
+    )  # fmt: skip
+    agg = lay.groupby(["label", "method", "layer"]).spectral_norm.agg(["mean", "min", "max", "size"]).reset_index()
+    pos = {l: i for i, l in enumerate(order)}
+    fig = go.Figure()
+    for (label, method), g in agg.groupby(["label", "method"]):
+        g = g.sort_values("layer", key=lambda s: s.map(pos))
+        fig.add_trace(
+            go.Scatter(
+                x=g["layer"], y=g["mean"], mode="lines+markers", name=label, legendgroup=str(method),
+                line=dict(color=colors.get(str(method)), dash=None if "full" in label else "dot"),
+                error_y=dict(type="data", symmetric=False, array=g["max"] - g["mean"], arrayminus=g["mean"] - g["min"]),
+                customdata=g["size"], hovertemplate=f"{label}<br>%{{x}}<br>σ_max %{{y:.4g}} (mean of %{{customdata}})<extra></extra>",
+            )
+        )  # fmt: skip
+    for c in sorted(_num(lay.loc[lay["method"] != "none", "clip_to"]).dropna().unique()):
+        fig.add_hline(y=c, line=dict(color="grey", dash="dash", width=1), annotation_text=f"target {c:g}")
+    fig.update_xaxes(title_text="layer (model order)", categoryorder="array", categoryarray=order)
+    fig.update_yaxes(title_text="spectral norm after training", rangemode="tozero")
+    return Figure(name, title, _layout(fig, title, height=460))
+
+
+def emp_lip_histograms(trials: pd.DataFrame, title: str, colors: dict[str, str], name: str, bins: int = 40) -> Figure | Missing:
+    """Histogram (fraction of test images) of the empirical Lipschitz ratios pooled per method · rank."""
+    ok = trials[trials["emp_lip_hist"].map(lambda v: v is not None and len(v) > 0)]
+    if ok.empty:
+        return Missing("needs ok trials with empirical Lipschitz ratios (emp_lip_hist)")
+    pooled = {}
+    for (label, method), g in ok.groupby(["label", "method"]):
+        vals = np.concatenate([np.asarray(v, dtype=np.float64) for v in g["emp_lip_hist"]])
+        pooled[(label, method)] = vals[np.isfinite(vals)]
+    allv = np.concatenate(list(pooled.values()))
+    if allv.size == 0:
+        return Missing("the empirical Lipschitz ratios are all missing or infinite")
+    hi = float(np.quantile(allv, 0.999)) or 1.0
+    edges = np.linspace(0.0, hi * 1.02, bins + 1)
+    fig = go.Figure()
+    for (label, method), vals in pooled.items():
+        counts, _ = np.histogram(np.clip(vals, 0, edges[-1]), bins=edges)
+        frac = counts / max(vals.size, 1)
+        fig.add_trace(
+            go.Scatter(
+                x=edges, y=np.r_[frac, frac[-1]], mode="lines", line_shape="hv", name=f"{label} (max {vals.max():.3g})",
+                legendgroup=str(method), line=dict(color=colors.get(str(method)), dash=None if "full" in label else "dot"),
+                hovertemplate=f"{label}<br>ratio ≥ %{{x:.3g}}<br>%{{y:.1%}} of images<extra></extra>",
+            )
+        )  # fmt: skip
+    fig.update_xaxes(title_text="‖f(x) − f(x′)‖ / ‖x − x′‖ (last bin: everything above)")
+    fig.update_yaxes(title_text="fraction of test images", tickformat=".0%")
+    return Figure(name, title, _layout(fig, title))
+
+
+def training_curves(epochs: pd.DataFrame, trials: pd.DataFrame, title: str, colors: dict[str, str], name: str) -> Figure | Missing:
+    """Mean test accuracy and train loss per epoch for each method · rank (over seeds and other settings)."""
+    if epochs.empty:
+        return Missing("needs per-epoch history (epochs table) for these trials")
+    ep = epochs.merge(trials[["trial_id", "label", "method"]], on="trial_id", how="inner")
+    if ep.empty:
+        return Missing("needs per-epoch history (epochs table) for these trials")
+    panels = [c for c in ("test_acc", "train_loss", "orth_loss") if _num(ep[c]).fillna(0).ne(0).any()]
+    if not panels:
+        return Missing("the epochs table has no test accuracy or loss values for these trials")
+    labels = {"test_acc": "test accuracy (%)", "train_loss": "train loss", "orth_loss": "orthogonality loss"}
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[labels[p] for p in panels])
+    for c in panels:
+        ep[c] = _num(ep[c])
+    agg = ep.groupby(["label", "method", "epoch"])[panels].mean().reset_index()
+    for j, p in enumerate(panels, start=1):
+        for (label, method), g in agg.groupby(["label", "method"]):
+            fig.add_trace(
+                go.Scatter(
+                    x=g["epoch"], y=g[p], mode="lines+markers", name=label, legendgroup=label, showlegend=j == 1,
+                    line=dict(color=colors.get(str(method)), dash=None if "full" in label else "dot"),
+                    hovertemplate=f"{label}<br>epoch %{{x}}<br>{labels[p]} %{{y:.4g}}<extra></extra>",
+                ),
+                row=1, col=j,
+            )  # fmt: skip
+    fig.update_xaxes(title_text="epoch")
+    return Figure(name, title, _layout(fig, title))

@@ -1,0 +1,212 @@
+"""Summary tables: trials aggregated over seeds per configuration, with the papers' rows beside them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis.paper import paper_rows_for
+from svconv.results.schema import CONFIG_FIELDS
+
+
+@dataclass(frozen=True)
+class Metric:
+    column: str  # column of the prepared trials frame
+    label: str
+    sense: str  # "max" | "min": which way is better
+    unit: str = "%"  # "%" (already percent), "share" (fraction shown as percent), "x" (ratio)
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("clean_acc", "Accuracy (%)", "max"),
+    Metric("autoattack_05", "AutoAttack ε=0.5 (%)", "max"),
+    Metric("autoattack_36", "AutoAttack ε=36/255 (%)", "max"),
+    Metric("cra_36", "Certified ε=36/255 (%)", "max"),
+    Metric("cra_72", "Certified ε=72/255 (%)", "max"),
+    Metric("cra_108", "Certified ε=108/255 (%)", "max"),
+    Metric("cra_255", "Certified ε=1 (%)", "max"),
+    Metric("ece", "ECE (%)", "min"),
+    Metric("corruption_acc", "Corruption acc. (%)", "max"),
+    Metric("control_share", "Control time share (%)", "min", "share"),
+    Metric("compression", "Compression (×)", "max", "x"),
+    Metric("speedup", "Clip speedup (×)", "max", "x"),
+)
+METRIC_BY_COLUMN = {m.column: m for m in METRICS}
+
+#: config columns of ``trials`` (schema order) that identify a configuration apart from the seed
+CONFIG_COLUMNS: tuple[str, ...] = tuple(name for name, _ in CONFIG_FIELDS if name != "seed")
+#: always shown in a summary table (the others only when they vary)
+MAIN_KEY = ("method", "rank", "clip_to", "lam")
+
+
+def prepare_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``trials`` with derived columns: ``control_share`` filled from the timings where
+    missing, ``speedup`` (mean control time of the full-rank counterpart ÷ this trial's, over ok trials
+    with the same config apart from rank, λ and seed) and ``label`` ("clip · TT r=16").
+    """
+    df = trials.copy()
+    for col in ("control_time_s", "train_time_s", "control_share", "rank", "clip_to", "lam"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    share = df["control_time_s"] / df["train_time_s"].where(df["train_time_s"] > 0)
+    df["control_share"] = df["control_share"].fillna(share)
+    df["speedup"] = _speedup(df)
+    df["label"] = [config_label(m, r) for m, r in zip(df["method"], df["rank"])]
+    return df
+
+
+def _speedup(df: pd.DataFrame) -> pd.Series:
+    base_key = [c for c in CONFIG_COLUMNS if c not in ("rank", "lam")]
+    ok = df[(df["status"] == "ok") & df["rank"].isna() & (df["control_time_s"] > 0)]
+    if ok.empty:
+        return pd.Series(np.nan, index=df.index)
+    base = ok.groupby(base_key, dropna=False)["control_time_s"].mean().rename("_base").reset_index()
+    merged = df[base_key].merge(base, on=base_key, how="left")
+    t = df["control_time_s"].where(df["control_time_s"] > 0)
+    return pd.Series(merged["_base"].to_numpy() / t.to_numpy(), index=df.index)
+
+
+def config_label(method: object, rank: object) -> str:
+    """Short name of a method at a rank: "clip · full" or "clip · TT r=16"."""
+    r = _num(rank)
+    return f"{method} · full" if r is None else f"{method} · TT r={int(r)}"
+
+
+def _num(v: object) -> float | None:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def varying_key(frame: pd.DataFrame, always: tuple[str, ...] = MAIN_KEY, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The config columns that identify a configuration in ``frame``: ``always`` plus every other
+    config column (seed excluded) that takes more than one value there, so that runs with different
+    epochs or learning rates are never pooled."""
+    key = [c for c in always if c not in exclude]
+    for c in CONFIG_COLUMNS:
+        if c not in key and c not in exclude and frame[c].nunique(dropna=False) > 1:
+            key.append(c)
+    return key
+
+
+def aggregate(frame: pd.DataFrame, key: list[str], metrics: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Mean and std over seeds per ``key``: columns ``key``, ``n``, ``<m>_mean``, ``<m>_std``, ``seeds``."""
+    metrics = metrics or tuple(m.column for m in METRICS)
+    if frame.empty:
+        return pd.DataFrame(columns=[*key, "n", *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]])
+    g = frame.groupby(key, dropna=False, sort=True)
+    out = g[list(metrics)].agg(["mean", "std"])
+    out.columns = [f"{m}_{s}" for m, s in out.columns]
+    out.insert(0, "n", g.size())
+    out["seeds"] = g["seed"].agg(lambda s: ",".join(str(int(v)) for v in sorted(s.dropna().unique())))
+    return out.reset_index()
+
+
+@dataclass
+class SummaryTable:
+    """One dataset × architecture: our aggregated configs (numeric) and the matching paper rows."""
+
+    dataset: str
+    arch: str
+    key: list[str]
+    ours: pd.DataFrame  # aggregate(...) plus n_not_ok
+    paper: pd.DataFrame
+    metrics: list[Metric] = field(default_factory=list)  # metrics with data in ours or paper
+    empty_metrics: list[Metric] = field(default_factory=list)
+
+    def numeric(self) -> pd.DataFrame:
+        """Ours and the paper's in one numeric frame (for CSV), ``source`` says which is which."""
+        ours = self.ours.assign(source="this run")
+        paper = self.paper.assign(source=self.paper.get("source_label", "paper"))
+        paper = paper.rename(columns={m.column: f"{m.column}_mean" for m in METRICS})
+        cols = ["source", *self.key, "n", "n_not_ok", "seeds"] + [
+            f"{m.column}_{s}" for m in self.metrics for s in ("mean", "std")
+        ]
+        both = pd.concat([ours, paper], ignore_index=True)
+        return both.reindex(columns=cols).assign(dataset=self.dataset, arch=self.arch)
+
+    def display(self) -> tuple[pd.DataFrame, list[str]]:
+        """Rows of strings ("95.21 ± 0.12") for the HTML table, and a CSS class per row ("paper" rows)."""
+        ours = self.ours.assign(_paper=False, _src="")
+        paper = self.paper.assign(_paper=True, _src=self.paper.get("source_label", "paper"))
+        for m in METRICS:
+            if m.column in paper.columns:
+                paper[f"{m.column}_mean"] = pd.to_numeric(paper[m.column], errors="coerce")
+        both = pd.concat([ours, paper], ignore_index=True)
+        # paper rows sort beside ours: same method family (soc-tt beside soc) and rank
+        both["_m"] = both["method"].astype(str).str.replace("-tt", "", regex=False)
+        both["_r"] = pd.to_numeric(both["rank"], errors="coerce").fillna(-1)
+        both["_c"] = pd.to_numeric(both["clip_to"], errors="coerce").fillna(-1)
+        both = both.sort_values(["_m", "_r", "_c", "_paper"], kind="stable")
+        rows = pd.DataFrame(index=both.index)
+        rows["source"] = [f"reported by the paper ({src})" if p else "this run" for p, src in zip(both["_paper"], both["_src"])]
+        rows["method"] = both["method"].astype(str)
+        rows["rank"] = [("full" if _num(r) is None else str(int(float(r)))) for r in both["rank"]]
+        for c in self.key:
+            if c in ("method", "rank"):
+                continue
+            rows[c] = [_fmt_plain(v) for v in both[c]] if c in both else ""
+        rows["n"] = [
+            "" if is_paper else f"{int(n)}" + (f" (+{int(bad)} not ok)" if _num(bad) else "")
+            for n, bad, is_paper in zip(both["n"], both["n_not_ok"], both["_paper"])
+        ]
+        for m in self.metrics:
+            rows[m.label] = [
+                _fmt_mean_std(mu, sd, m.unit) for mu, sd in zip(both[f"{m.column}_mean"], both.get(f"{m.column}_std", np.nan))
+            ]
+        classes = ["paper" if p else "" for p in both["_paper"]]
+        return rows.reset_index(drop=True), classes
+
+
+def summary_tables(trials: pd.DataFrame, paper: pd.DataFrame) -> list[SummaryTable]:
+    """One :class:`SummaryTable` per (dataset, arch) that has trials; ``trials`` from :func:`prepare_trials`."""
+    out = []
+    for (dataset, arch), frame in trials.groupby(["dataset", "arch"], sort=True, dropna=False):
+        key = varying_key(frame, exclude=("dataset", "arch"))
+        ok = frame[frame["status"] == "ok"]
+        ours = aggregate(ok, key)
+        bad = frame[frame["status"] != "ok"].groupby(key, dropna=False).size().rename("n_not_ok").reset_index()
+        ours = ours.merge(bad, on=key, how="outer") if not bad.empty else ours.assign(n_not_ok=0)
+        ours["n"] = ours["n"].fillna(0)
+        ours["n_not_ok"] = ours["n_not_ok"].fillna(0)
+        prow = paper_rows_for(paper, dataset, arch)
+        metrics, empty = [], []
+        for m in METRICS:
+            has = ours[f"{m.column}_mean"].notna().any() or (m.column in prow and prow[m.column].notna().any())
+            (metrics if has else empty).append(m)
+        out.append(SummaryTable(str(dataset), str(arch), key, ours, prow, metrics, empty))
+    return out
+
+
+def _fmt_plain(v: object) -> str:
+    f = _num(v)
+    if f is None:
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+    return f"{f:g}"
+
+
+def _fmt_mean_std(mu: object, sd: object, unit: str) -> str:
+    m = _num(mu)
+    if m is None:
+        return "–"
+    s = _num(sd)
+    if unit == "share":
+        m, s = 100 * m, (None if s is None else 100 * s)
+    digits = 2
+    text = f"{m:.{digits}f}"
+    if s is not None:
+        text += f" ± {s:.{digits}f}"
+    return text + ("×" if unit == "x" else "")
+
+
+def failed_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials whose status is not ok, newest first: id, sweep, status, config, epochs done, error."""
+    bad = trials[trials["status"] != "ok"].copy()
+    cols = ["trial_id", "sweep", "status", "dataset", "arch", "method", "rank", "clip_to", "lam", "seed",
+            "epochs_done", "epochs", "end_time", "error"]  # fmt: skip
+    bad = bad.sort_values("end_time", ascending=False, na_position="last")
+    return bad.reindex(columns=cols)

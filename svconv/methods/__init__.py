@@ -1,0 +1,79 @@
+"""Methods of controlling singular values, one interface (``SVMethod``), registered by name.
+
+``none``, ``clip`` (exact clipping), ``division`` (Gouk et al.), ``fastclip`` (PowerQR + projection
+steps), ``gram`` (Gram-iteration rescaling), ``aol`` and ``soc`` (parametrised layers, chosen through
+the architecture). ``get_method(name, ...)`` builds one; ``check_method`` and ``check_compatible``
+validate a trial's choices.
+"""
+
+from __future__ import annotations
+
+from svconv.methods.base import Layer, SVMethod, find_layers
+from svconv.methods.clip import ExactClip
+from svconv.methods.division import Division
+from svconv.methods.fastclip import FastClip
+from svconv.methods.gram import GramRescale
+from svconv.methods.none import NoControl
+from svconv.methods.parametrized import AOLMethod, SOCMethod
+
+METHODS: dict[str, type[SVMethod]] = {
+    cls.name: cls for cls in (NoControl, ExactClip, Division, FastClip, GramRescale, AOLMethod, SOCMethod)
+}
+
+
+def check_method(name: str) -> str:
+    """Return ``name`` if it is a known method; ValueError listing the known ones otherwise."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+    return name
+
+
+def check_compatible(method: str, arch: str, rank: int | None = None) -> None:
+    """Refuse method/architecture/rank combinations that make no sense, saying why.
+
+    ``aol`` goes with (and only with) the ``aol-*`` architectures, ``soc`` with ``lipconvnet-*``: their
+    layers are the parametrisation, and the other methods would rescale weights that the parametrisation
+    rescales again. AOL layers have no TT form, so ``aol-*`` takes no rank.
+    """
+    from svconv.models.registry import parse_arch
+
+    check_method(method)
+    family = parse_arch(arch).family
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise ValueError(f"rank must be None (no TT) or an int >= 1; got {rank!r}")
+    if method == "aol" and family != "aol":
+        raise ValueError(f"method 'aol' needs an AOL architecture (aol-small, aol-medium, aol-large, aol-fc); got arch {arch!r}")
+    if family == "aol" and method != "aol":
+        raise ValueError(f"arch {arch!r} is built from AOL layers and needs method 'aol'; got method {method!r}")
+    if method == "soc" and family != "lipconvnet":
+        raise ValueError(f"method 'soc' needs a LipConvNet architecture (lipconvnet-N); got arch {arch!r}")
+    if family == "lipconvnet" and method != "soc":
+        raise ValueError(f"arch {arch!r} is built from SOC layers and needs method 'soc'; got method {method!r}")
+    if family == "aol" and rank is not None:
+        raise ValueError(f"arch {arch!r} has no TT variant (AOL rescales the full kernel); use rank=None, got {rank}")
+
+
+def get_method(
+    name: str,
+    clip_to: float = 1.0,
+    clip_every: int = 1,
+    clip_iters: int = 1,
+    power_iters: int = 1,
+    bn_concat: bool = False,
+) -> SVMethod:
+    """A fresh method object; call ``attach(model, input_shape)`` on it before training."""
+    check_method(name)
+    return METHODS[name](
+        clip_to=clip_to, clip_every=clip_every, clip_iters=clip_iters, power_iters=power_iters, bn_concat=bn_concat
+    )
+
+
+__all__ = [
+    "METHODS",
+    "Layer",
+    "SVMethod",
+    "check_compatible",
+    "check_method",
+    "find_layers",
+    "get_method",
+]

@@ -1,0 +1,305 @@
+"""The one interface of an SV-control method, and the discovery of the layers it controls.
+
+A method is attached to a model once (``attach``): it finds the controllable layers (conv, TT, linear,
+batch norm, and the parametrised AOL/SOC layers) and records each layer's input shape. Training calls
+``step`` after every optimiser step; the method runs its control step every ``clip_every`` steps and
+accumulates the wall time of it (CUDA-synchronised) in ``control_time_s``. ``estimate`` reports the
+method's own estimate of each controlled layer's spectral norm.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from svconv.layers.conv_bound import padding_norm as _copy_norm
+from svconv.layers.conv_bound import side_padding
+from svconv.models.shapes import input_shapes
+
+CONV_TYPES = (nn.Conv2d, nn.Conv3d)
+BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def tt_types() -> tuple[type, ...]:
+    """The TT conv classes of ``svconv.tt`` (controlled through their core)."""
+    from svconv.tt import TTConv2d, TTConv3d
+
+    return (TTConv2d, TTConv3d)
+
+
+def lipschitz_types() -> tuple[type, ...]:
+    """The parametrised 1-Lipschitz layers of ``svconv.layers`` (AOL, SOC, SOC-TT): never rescaled."""
+    from svconv.layers import SOC, SOCTT, AOLConv2d, AOLLinear
+
+    return (AOLConv2d, AOLLinear, SOC, SOCTT)
+
+
+@dataclass
+class Layer:
+    """A controllable layer of an attached model.
+
+    ``kind``: ``conv`` (Conv2d/Conv3d), ``tt`` (a ``svconv.tt`` layer; controlled through ``module.core``),
+    ``linear``, ``bn`` (batch norm), ``lipschitz`` (AOL/SOC layers: estimated, never controlled).
+    ``input_shape``: the module's input without the batch dimension. ``bn``: the batch norm that directly
+    follows a conv or TT layer in its ``nn.Sequential`` (used by FastClip's conv+BN option).
+    ``state``: per-method warm-start vectors.
+    """
+
+    name: str
+    kind: str
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    bn: nn.Module | None = None
+    bn_name: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        return self.input_shape[1:]
+
+    def core_input_shape(self) -> tuple[int, ...]:
+        """Input shape of a TT layer's core: ``(r1, *spatial)`` (the 1x1 frame ``U`` keeps the spatial size)."""
+        return (int(self.module.core.in_channels), *self.spatial)
+
+
+def find_layers(model: nn.Module, input_shape: Sequence[int]) -> list[Layer]:
+    """All controllable layers of ``model`` in module order, with their input shapes.
+
+    Children of TT and AOL/SOC layers are not listed on their own (the parent layer is). Layers that
+    the forward pass on ``input_shape`` never reaches are skipped.
+    """
+    tt, lip = tt_types(), lipschitz_types()
+    shapes = input_shapes(model, input_shape)
+    following_bn: dict[int, tuple[str, nn.Module]] = {}
+    names = {id(m): n for n, m in model.named_modules()}
+    for seq in model.modules():
+        if isinstance(seq, nn.Sequential):
+            kids = list(seq.children())
+            for a, b in zip(kids, kids[1:]):
+                if isinstance(a, CONV_TYPES + tt) and isinstance(b, BN_TYPES):
+                    following_bn[id(a)] = (names[id(b)], b)
+    layers: list[Layer] = []
+    skip: list[str] = []
+    for name, m in model.named_modules():
+        if any(name.startswith(p + ".") for p in skip) or name not in shapes:
+            continue
+        kind = None
+        if isinstance(m, lip):
+            kind = "lipschitz"
+        elif isinstance(m, tt):
+            kind = "tt"
+        elif isinstance(m, CONV_TYPES):
+            kind = "conv"
+        elif isinstance(m, nn.Linear):
+            kind = "linear"
+        elif isinstance(m, BN_TYPES):
+            kind = "bn"
+        if kind is None:
+            continue
+        if kind in ("lipschitz", "tt"):
+            skip.append(name)
+        bn_name, bn = following_bn.get(id(m), (None, None))
+        layers.append(Layer(name, kind, m, shapes[name], bn=bn, bn_name=bn_name))
+    return layers
+
+
+def conv_geometry(conv: nn.Module, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(grid, stride)``: the periodic grid on which a conv's exact spectrum is computed, and its stride.
+
+    Periodic layers (``is_periodic``): the input size itself. Otherwise the smallest grid that holds the
+    padded input and is a multiple of the stride: the layer is the padding map followed by a restriction
+    of the periodic convolution on that grid (``svconv.layers.conv_bound``), so the grid's spectral norm
+    times ``padding_norm`` bounds the layer's.
+    """
+    n = tuple(int(v) for v in spatial)
+    s = tuple(conv.stride)
+    if is_periodic(conv, n):
+        return n, s
+    pads = side_padding(conv.padding, conv.kernel_size, conv.dilation)
+    grid = tuple(
+        max(math.ceil((nj + l + r) / sj), math.ceil(kj / sj)) * sj
+        for nj, (l, r), kj, sj in zip(n, pads, conv.kernel_size, s)
+    )
+    return grid, s
+
+
+def is_periodic(conv: nn.Module, spatial: Sequence[int]) -> bool:
+    """Whether the conv's outputs are outputs of the periodic operator on its own input size.
+
+    True for circular padding of at most ``k - 1`` in total with a stride dividing the input.
+    """
+    pads = side_padding(conv.padding, conv.kernel_size, conv.dilation)
+    return (
+        conv.padding_mode == "circular"
+        and all(l + r <= kj - 1 for (l, r), kj in zip(pads, conv.kernel_size))
+        and all(int(nj) % sj == 0 and kj <= nj for nj, sj, kj in zip(spatial, conv.stride, conv.kernel_size))
+    )
+
+
+def padding_norm(conv: nn.Module, spatial: Sequence[int]) -> float:
+    """Spectral norm of the map from the input to the grid of ``conv_geometry``: 1 for periodic layers and
+    zeros padding, ``sqrt`` of the largest number of copies of one entry for copying padding modes."""
+    if is_periodic(conv, spatial):
+        return 1.0
+    pads = side_padding(conv.padding, conv.kernel_size, conv.dilation)
+    return _copy_norm(pads, tuple(int(v) for v in spatial), conv.padding_mode)
+
+
+def check_plain_conv(layer_name: str, conv: nn.Module, method: str) -> None:
+    """Exact spectral routines need groups = 1 and dilation 1; say which methods handle the rest."""
+    if conv.groups != 1 or any(d != 1 for d in conv.dilation):
+        raise ValueError(
+            f"method {method!r} cannot control layer {layer_name!r} (groups={conv.groups}, "
+            f"dilation={conv.dilation}): its exact spectrum needs groups=1 and dilation=1; "
+            "use 'division' or 'fastclip', which work on any convolution"
+        )
+
+
+class SVMethod:
+    """Base class of every SV-control method (see the module docstring for the protocol).
+
+    Args:
+        clip_to: target spectral norm ``c`` of every controlled layer (> 0).
+        clip_every: run the control step when ``step % clip_every == 0``.
+        clip_iters: passes per control step (clip: clip-then-restrict passes; fastclip: projection steps).
+        power_iters: warm power iterations per control step (division, fastclip) and per estimate.
+        bn_concat: FastClip only: control each conv together with the batch norm that follows it.
+    """
+
+    name = "base"
+
+    def __init__(
+        self,
+        clip_to: float = 1.0,
+        clip_every: int = 1,
+        clip_iters: int = 1,
+        power_iters: int = 1,
+        bn_concat: bool = False,
+    ):
+        if isinstance(clip_to, bool) or not isinstance(clip_to, (int, float)) or not clip_to > 0:
+            raise ValueError(f"clip_to must be a positive number; got {clip_to!r}")
+        for key, val in (("clip_every", clip_every), ("clip_iters", clip_iters), ("power_iters", power_iters)):
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"{key} must be an int >= 1; got {val!r}")
+        self.clip_to = float(clip_to)
+        self.clip_every = clip_every
+        self.clip_iters = clip_iters
+        self.power_iters = power_iters
+        self.bn_concat = bool(bn_concat)
+        self.control_time_s = 0.0
+        self.n_control_steps = 0
+        self.layers: list[Layer] = []
+        self._model: nn.Module | None = None
+        self._generator = torch.Generator().manual_seed(0)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(clip_to={self.clip_to}, clip_every={self.clip_every}, "
+            f"clip_iters={self.clip_iters}, power_iters={self.power_iters}, bn_concat={self.bn_concat})"
+        )
+
+    # -- protocol -------------------------------------------------------------------------------
+    def attach(self, model: nn.Module, input_shape: Sequence[int]) -> list[Layer]:
+        """Find the layers this method controls or estimates; ``input_shape`` is one input, e.g. ``(3, 32, 32)``.
+
+        Call after the model is on its device. Returns the layers (also kept in ``self.layers``).
+        """
+        layers = find_layers(model, input_shape)
+        self.layers = [layer for layer in layers if self.handles(layer)]
+        for layer in self.layers:
+            self.check_layer(layer)
+        self._model = model
+        self.control_time_s = 0.0
+        self.n_control_steps = 0
+        return self.layers
+
+    def step(self, model: nn.Module, step: int) -> bool:
+        """Run the control step if ``step % clip_every == 0``; True when it ran. Adds its time to ``control_time_s``."""
+        self._check_attached(model)
+        if step % self.clip_every:
+            return False
+        device = _device(model)
+        _sync(device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            self.control()
+        _sync(device)
+        self.control_time_s += time.perf_counter() - start
+        self.n_control_steps += 1
+        return True
+
+    def estimate(self, model: nn.Module) -> dict[str, float]:
+        """``{layer name: the method's estimate of its spectral norm}`` for every layer it handles."""
+        self._check_attached(model)
+        out: dict[str, float] = {}
+        with torch.no_grad():
+            for layer in self.layers:
+                value = self.layer_norm(layer)
+                if value is not None:
+                    out[layer.name] = float(value)
+        return out
+
+    # -- for subclasses ---------------------------------------------------------------------------
+    def handles(self, layer: Layer) -> bool:
+        """Whether this method controls/estimates ``layer``: conv, TT and linear layers by default."""
+        return layer.kind in ("conv", "tt", "linear")
+
+    def check_layer(self, layer: Layer) -> None:
+        """Raise ValueError at attach time for a layer this method cannot control."""
+
+    def control(self) -> None:
+        """One control step over ``self.layers`` (runs under ``torch.no_grad``)."""
+
+    def layer_norm(self, layer: Layer) -> float | None:
+        """The method's estimate of the spectral norm of one layer."""
+        raise NotImplementedError
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _check_attached(self, model: nn.Module) -> None:
+        if self._model is None:
+            raise RuntimeError(f"method {self.name!r}: call attach(model, input_shape) before step/estimate")
+        if model is not self._model:
+            raise ValueError(f"method {self.name!r} is attached to another model; call attach(model, input_shape)")
+
+    def power_norm(self, layer: Layer, module: Any, input_shape: Sequence[int], key: str, n_iter: int) -> float:
+        """Warm power iteration on ``module``'s linear part; the vector is kept in ``layer.state[key]``."""
+        from svconv.spectrum import power_iteration
+
+        v = layer.state.get(key)
+        if v is not None and tuple(v.shape) != tuple(input_shape):
+            v = None
+        with _eval_mode(module):
+            sigma, v = power_iteration(module, input_shape, n_iter=n_iter, v=v, generator=self._generator)
+        layer.state[key] = v
+        return float(sigma)
+
+
+class _eval_mode:
+    """Temporarily put a module (when it is one) in eval mode: SOC's evaluation series, BN's running stats."""
+
+    def __init__(self, module: Any):
+        self.module = module if isinstance(module, nn.Module) else None
+
+    def __enter__(self):
+        if self.module is not None:
+            self.was = self.module.training
+            self.module.eval()
+
+    def __exit__(self, *exc):
+        if self.module is not None:
+            self.module.train(self.was)
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,118 @@
+"""Per-layer spectral norms of a trained model: the rows of the ``layers`` results table."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
+
+from svconv.metrics.lipschitz_bound import (
+    batchnorm_lipschitz,
+    conv_lipschitz_bound,
+    has_own_bound,
+    layer_lipschitz_bound,
+    walk_bound,
+)
+from svconv.spectrum import power_iteration
+
+KINDS = ("conv", "tt", "linear", "bn", "soc", "aol")
+
+
+def _size(shape: Sequence[int]) -> str | None:
+    return "x".join(str(v) for v in shape) if len(shape) else None
+
+
+def _int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        return int(max(value)) if len(value) else None
+    return int(value)
+
+
+def _kernel(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        value = (value, value)
+    return "x".join(str(v) for v in value)
+
+
+def own_kind(module: nn.Module) -> str:
+    """Kind of a self-bounding layer: its ``kind`` attribute, else guessed from its class name."""
+    kind = getattr(module, "kind", None)
+    if isinstance(kind, str) and kind in KINDS:
+        return kind
+    name = type(module).__name__.lower()
+    for k in ("soc", "aol", "tt"):
+        if k in name:
+            return k
+    return "conv"
+
+
+def _power(module: nn.Module, shape: tuple[int, ...], n_iter: int) -> float:
+    gen = torch.Generator().manual_seed(0)
+    sigma, _ = power_iteration(module, shape, n_iter=n_iter, generator=gen)
+    return float(sigma)
+
+
+def layer_spectral_norms(
+    model: nn.Module, input_shape: Sequence[int], power_iters: int = 100
+) -> list[dict[str, Any]]:
+    """One row per conv, linear, batch-norm, TT, SOC and AOL layer, in forward order, in eval mode.
+
+    Keys are the ``layers`` columns of ``svconv.results.schema`` (without trial_id, sweep,
+    schema_version): ``layer`` (module path), ``kind``, ``spectral_norm``, ``norm_method``, ``c_in``,
+    ``c_out``, ``kernel`` ("3x3"), ``stride``, ``input_size`` ("32x32"), ``rank``, and
+    ``lipschitz_bound`` (the certified per-layer bound used by the network bound).
+
+    ``spectral_norm`` is the norm of the layer's true operator on its input size:
+    ``exact`` for periodic (circular) convs (``svconv.spectrum``), linear layers (SVD) and batch norm;
+    ``power`` (``power_iters`` steps of power iteration on the layer itself, a lower estimate) for
+    convs with other padding and for TT, SOC and AOL layers.
+    """
+    model_was_training = model.training
+    model.eval()
+    rows: list[dict[str, Any]] = []
+
+    def leaf(name: str, m: nn.Module, shape: tuple[int, ...]) -> float:
+        if isinstance(m, _ConvNd) and not has_own_bound(m):
+            bound, exact = conv_lipschitz_bound(m, shape)
+        else:
+            bound, exact = layer_lipschitz_bound(m, shape), False
+        row: dict[str, Any] = {"layer": name, "lipschitz_bound": bound, "kernel": None, "stride": None,
+                               "input_size": _size(shape[1:]), "rank": None}  # fmt: skip
+        if has_own_bound(m):
+            with torch.no_grad():
+                param = next(m.parameters(), None)
+                out = m(torch.zeros(1, *shape, device=param.device if param is not None else None))
+            row.update(kind=own_kind(m), spectral_norm=_power(m, shape, power_iters), norm_method="power",
+                       c_in=shape[0], c_out=int(out.shape[1]), kernel=_kernel(getattr(m, "kernel_size", None)),
+                       stride=_int(getattr(m, "stride", None)), rank=_int(getattr(m, "rank", None)))  # fmt: skip
+        elif isinstance(m, _ConvNd):
+            if exact:  # the bound is the exact norm of this periodic conv
+                sigma, method = bound, "exact"
+            else:
+                sigma, method = _power(m, shape, power_iters), "power"
+            row.update(kind="conv", spectral_norm=sigma, norm_method=method, c_in=m.in_channels,
+                       c_out=m.out_channels, kernel=_kernel(m.kernel_size), stride=_int(m.stride))  # fmt: skip
+        elif isinstance(m, nn.Linear):
+            row.update(kind="linear", spectral_norm=bound, norm_method="exact", c_in=m.in_features,
+                       c_out=m.out_features, input_size=None)  # fmt: skip
+        elif isinstance(m, _BatchNorm):
+            row.update(kind="bn", spectral_norm=batchnorm_lipschitz(m), norm_method="exact",
+                       c_in=m.num_features, c_out=m.num_features)  # fmt: skip
+        else:
+            return bound
+        rows.append(row)
+        return bound
+
+    try:
+        walk_bound(model, input_shape, leaf)
+    finally:
+        model.train(model_was_training)
+    return rows
+

@@ -1,0 +1,20 @@
+"""Architectures by name and the structural modules they are built from.
+
+``build_model(arch, ...)`` returns ``Sequential(normalize, net)``; ``check_arch(name)`` validates a name.
+Structural modules (``Normalize``, ``Residual``) and ``input_shapes`` let generic code walk any model.
+"""
+
+from svconv.models.blocks import Normalize, Residual
+from svconv.models.registry import ARCH_PATTERNS, ArchSpec, build_model, check_arch, parse_arch
+from svconv.models.shapes import input_shapes
+
+__all__ = [
+    "ARCH_PATTERNS",
+    "ArchSpec",
+    "Normalize",
+    "Residual",
+    "build_model",
+    "check_arch",
+    "input_shapes",
+    "parse_arch",
+]

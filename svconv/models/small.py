@@ -1,0 +1,27 @@
+"""A tiny conv net for fast tests: circular and zeros padding, a strided conv, a batch norm, a linear head."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def small_cnn(in_channels: int, num_classes: int, width: int = 8) -> nn.Sequential:
+    """Three 3x3 convs (``width``, ``2*width``, ``2*width`` channels) and a linear head; any input size >= 3.
+
+    conv1 and conv3 pad circularly (their operator is exactly the periodic one of DESIGN.md), conv2 pads
+    with zeros, has stride 2 and is followed by batch norm. Input ``(b, in_channels, h, w)``, output
+    ``(b, num_classes)``.
+    """
+    w1, w2 = width, 2 * width
+    return nn.Sequential(
+        nn.Conv2d(in_channels, w1, 3, padding=1, padding_mode="circular"),
+        nn.ReLU(),
+        nn.Conv2d(w1, w2, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(w2),
+        nn.ReLU(),
+        nn.Conv2d(w2, w2, 3, padding=1, padding_mode="circular"),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(w2, num_classes),
+    )

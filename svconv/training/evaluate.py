@@ -1,0 +1,98 @@
+"""Evaluation of a trained model: test predictions, and the end-of-trial metrics of DESIGN.md.
+
+Every metric is computed by ``svconv.metrics``; this module only gathers the inputs (test logits,
+subsets of test images) and names the results as the ``trials`` columns.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from svconv.results.schema import LAYERS
+from svconv.training.batches import DeviceBatches
+
+#: AutoAttack radii (L2, inputs in [0, 1]) and the ``trials`` columns they fill.
+AUTOATTACK_EPS = {"autoattack_05": 0.5, "autoattack_36": 36 / 255}
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``(N, classes)`` (float32) and labels ``(N,)`` of every batch of ``loader``, in eval mode, on ``device``."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    try:
+        for x, y in loader:
+            logits.append(model(x.to(device, non_blocking=True)).float())
+            labels.append(y.to(device, non_blocking=True))
+    finally:
+        model.train(was_training)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in percent."""
+    return 100.0 * float((logits.argmax(1) == labels).float().mean()) if labels.numel() else math.nan
+
+
+def final_metrics(
+    model: nn.Module,
+    test: DeviceBatches,
+    input_shape: tuple[int, ...],
+    *,
+    dataset: str,
+    device: torch.device,
+    aa_n: int = 0,
+    emp_lip_n: int = 256,
+    data_root: str | None = None,
+    progress: bool | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The end-of-trial metrics as ``trials`` columns, and the per-layer ``layers`` rows.
+
+    Accuracies and ECE in percent. ``lipschitz_bound`` is the certified bound of the whole network,
+    used for the certified accuracies; AutoAttack (L2, eps 0.5 and 36/255) runs on the first ``aa_n``
+    test images (0 skips it) and ``aa_clean_acc`` is the clean accuracy on those same images; the
+    empirical Lipschitz ratios are per image on the first ``emp_lip_n``; corruption accuracy only for
+    ``cifar10`` when CIFAR-10-C is present under ``data_root``.
+    """
+    from svconv import metrics
+
+    model.eval()
+    logits, labels = predict(model, test, device)
+    bound = float(metrics.network_lipschitz_bound(model, input_shape))
+    out: dict[str, Any] = {
+        "clean_acc": accuracy(logits, labels),
+        "ece": float(metrics.ece(logits, labels)),
+        "lipschitz_bound": bound,
+    }
+    out.update({k: float(v) for k, v in metrics.certified_accuracies(logits, labels, bound).items()})
+
+    if aa_n > 0:
+        x, y = test.first(aa_n)
+        with torch.no_grad():
+            out["aa_clean_acc"] = accuracy(model(x).float(), y)
+        for column, eps in AUTOATTACK_EPS.items():
+            out[column] = float(metrics.autoattack_accuracy(model, x, y, eps))
+
+    if emp_lip_n > 0:
+        x, y = test.first(emp_lip_n)
+        ratios = torch.as_tensor(metrics.empirical_lipschitz(model, x, y)).detach().flatten().double().cpu()
+        out["emp_lip_hist"] = ratios.tolist()
+        out["emp_lip_max"] = float(ratios.max()) if ratios.numel() else None
+
+    if dataset == "cifar10":
+        from svconv.data.cifar10c import find_cifar10c
+
+        if find_cifar10c(data_root)[0] is not None:  # absent: no warning, the column stays null
+            out["corruption_acc"] = float(metrics.corruption_accuracy(model, data_root, progress=progress))
+
+    # keep the columns the ``layers`` schema has (the metric may return extra diagnostics)
+    columns = set(LAYERS.names)
+    layers = [{k: v for k, v in row.items() if k in columns} for row in metrics.layer_spectral_norms(model, input_shape)]
+    return out, layers

@@ -1,0 +1,157 @@
+"""One training epoch: forward, cross-entropy + lam * orthogonality loss, backward, optimiser step,
+then the SV-control method's own step; mixed precision on CUDA; divergence detection; a progress bar.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+#: The loss has exploded when it exceeds this many times the first loss of the trial.
+EXPLODE_FACTOR = 1e3
+#: ... and this absolute value (a guard for a first loss near 0).
+EXPLODE_MIN = 1e3
+#: Steps between two checks of the loss (each check synchronises the GPU).
+CHECK_EVERY = 10
+
+
+class DivergedError(RuntimeError):
+    """Training diverged (non-finite or exploding loss, non-finite weights); ends a trial as ``diverged``."""
+
+
+class DivergenceGuard:
+    """Decides whether a loss value means divergence: not finite, or above ``EXPLODE_FACTOR`` times the
+    reference (the first loss seen, kept across epochs and checkpoints) and above ``EXPLODE_MIN``."""
+
+    def __init__(self, reference: float | None = None, factor: float = EXPLODE_FACTOR, floor: float = EXPLODE_MIN):
+        self.reference = reference
+        self.factor = factor
+        self.floor = floor
+
+    def check(self, loss: float, where: str) -> None:
+        """Raise DivergedError if ``loss`` means divergence; ``where`` names the step for the message."""
+        if not math.isfinite(loss):
+            raise DivergedError(f"loss is {loss} at {where}")
+        if self.reference is None:
+            self.reference = loss
+            return
+        limit = max(self.factor * self.reference, self.floor)
+        if loss > limit:
+            raise DivergedError(f"loss exploded to {loss:.4g} at {where} (first loss {self.reference:.4g}, limit {limit:.4g})")
+
+
+def check_finite_parameters(model: nn.Module, where: str) -> None:
+    """Raise DivergedError naming the first parameter that holds NaN or inf."""
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise DivergedError(f"parameter {name} is not finite at {where}")
+
+
+@dataclass
+class EpochStats:
+    """What one training pass measured. The loss is the mean cross-entropy per sample."""
+
+    train_loss: float  # mean cross-entropy
+    train_acc: float  # percent, on the augmented training batches, in train mode
+    steps: int
+    control_steps: int  # how many optimiser steps were followed by a control step
+    epoch_time_s: float  # wall time of the pass, control steps included
+    control_time_s: float  # wall time of the control steps, as the method measured it
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    method: Any,
+    *,
+    device: torch.device,
+    lam: float = 0.0,
+    orthogonality_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    guard: DivergenceGuard | None = None,
+    global_step: int = 0,
+    epoch: int = 1,
+    epochs: int = 1,
+    progress: bool | None = None,
+) -> tuple[EpochStats, int]:
+    """Train ``model`` for one pass over ``loader``; returns the stats and the new global step count.
+
+    ``method`` is an ``svconv.methods`` SVMethod: ``method.step(model, step)`` runs after every optimiser
+    step (it decides itself whether this step is a control step) and ``method.control_time_s`` grows by
+    the time it spends. ``scaler`` set (CUDA): forward and loss under float16 autocast. The loss is
+    ``cross_entropy + lam * orthogonality_loss(model)``; divergence raises ``DivergedError``.
+    """
+    guard = guard if guard is not None else DivergenceGuard()
+    use_amp = scaler is not None and device.type == "cuda"
+    model.train()
+    control_before = float(method.control_time_s)
+    ce_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = steps = control_steps = 0
+    pending = torch.zeros((), device=device)  # largest loss since the last check
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch}/{epochs}",
+        leave=False,
+        disable=None if progress is None else not progress,
+        unit="batch",
+        dynamic_ncols=True,
+    )
+    t0 = time.perf_counter()
+    for x, y in bar:
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
+            logits = model(x)
+            ce = F.cross_entropy(logits.float(), y)
+        loss = ce
+        if lam > 0 and orthogonality_loss is not None:
+            loss = ce + lam * orthogonality_loss(model)  # float32, outside autocast
+        if use_amp:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        steps += 1
+        global_step += 1
+        if method.step(model, global_step):
+            control_steps += 1
+        n = y.shape[0]
+        seen += n
+        ce_sum += ce.detach().double() * n
+        correct += (logits.detach().argmax(1) == y).sum()
+        # NaN-propagating max: a NaN anywhere since the last check stays NaN
+        pending = torch.maximum(pending, loss.detach().float())
+        if steps % CHECK_EVERY == 0 or steps == 1:
+            value = float(pending)
+            guard.check(value, f"epoch {epoch} step {global_step}")
+            pending = torch.zeros((), device=device)
+            bar.set_postfix(loss=f"{float(ce.detach()):.4f}", refresh=False)
+    if steps == 0:
+        raise ValueError("the training loader yielded no batch; check n_train and batch_size")
+    guard.check(float(pending), f"epoch {epoch} step {global_step}")
+    check_finite_parameters(model, f"the end of epoch {epoch}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - t0
+    bar.close()
+    stats = EpochStats(
+        train_loss=float(ce_sum) / seen,
+        train_acc=100.0 * float(correct) / seen,
+        steps=steps,
+        control_steps=control_steps,
+        epoch_time_s=elapsed,
+        control_time_s=float(method.control_time_s) - control_before,
+    )
+    return stats, global_step

@@ -1,0 +1,260 @@
+"""Run a sweep on Ray Tune: one Tune trial per expanded config, each running ``svconv.trial.run_trial``.
+
+Every trial writes its own Parquet rows (file id ``config.trial_id(sweep)``) under the results folder,
+so a retried or re-run trial replaces its rows instead of adding new ones. Per-epoch checkpoints go
+through Tune (``tune.report(..., checkpoint=...)``): a trial retried after a failure, or resumed after
+the driver was interrupted, continues from its last finished epoch, on whichever node it lands.
+Where the state and the results live: see :mod:`sweeps.state`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from ray import tune
+
+from sweeps.spec import SweepSpec
+from sweeps.state import SweepState
+from sweeps.status import SweepStatus, sweep_status
+
+
+@dataclass
+class SweepOutcome:
+    """What a run or resume ended with: the sweep's status after it, and whether it was cut short."""
+
+    status: SweepStatus
+    interrupted: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and self.status.complete and not self.status.counts.get("failed")
+
+
+# --------------------------------------------------------------------------------------------------
+# what runs inside each Ray trial
+
+
+def sweep_trainable(params: dict[str, Any]) -> None:
+    """Tune function trainable: one trial of the sweep (``params``: ``trial``, ``sweep``, ``results_dir``).
+
+    Reports each epoch's metrics with the epoch's checkpoint, then a final report with ``final=True``
+    and the trial's status. An exception of the trial is re-raised after its ``failed`` row is written,
+    so Tune's ``FailureConfig`` retries it (from the last checkpoint).
+    """
+    from svconv.config import TrialConfig
+    from svconv.trial import run_trial
+
+    trial = params["trial"]
+    config = TrialConfig.from_dict(trial["config"])
+    with tempfile.TemporaryDirectory(prefix=f"svconv-{trial['trial_id']}-") as work:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:  # a retry or a resumed sweep: continue from the last epoch
+            checkpoint.to_directory(work)
+
+        def report(metrics: dict[str, Any]) -> None:
+            # run_trial saved the epoch's checkpoint in `work` before calling this (it keeps only the latest)
+            tune.report(_scalars(metrics), checkpoint=tune.Checkpoint.from_directory(work))
+
+        row = run_trial(
+            config,
+            params["results_dir"],
+            sweep=params["sweep"],
+            checkpoint_dir=work,
+            report=report,
+            raise_on_error=True,
+            progress=False,
+        )
+    tune.report({**_scalars(row), "final": True})
+
+
+_DROP = {"checkpoint", "config_json", "error"}
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The numbers and short strings of a metrics dict (Tune results stay small and JSON-friendly)."""
+    out = {}
+    for k, v in metrics.items():
+        if k in _DROP or v is None:
+            continue
+        if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 200):
+            out[k] = v
+    return out
+
+
+def trial_name(trial: Any) -> str:
+    """Tune trial name: the grid options that define it (shown in Tune's logs and the dashboard)."""
+    return trial.config["trial"]["label"]
+
+
+def trial_dirname(trial: Any) -> str:
+    """Tune trial folder: the trial id (= the Parquet file name), stable across resumes."""
+    return trial.config["trial"]["trial_id"]
+
+
+# --------------------------------------------------------------------------------------------------
+# the driver
+
+
+def run_sweep(
+    spec: SweepSpec,
+    results_dir: str | os.PathLike | None = None,
+    storage: str | os.PathLike | None = None,
+    address: str | None = None,
+    progress: bool = True,
+) -> SweepOutcome:
+    """Run every trial of ``spec`` with Ray Tune and return the sweep's status afterwards.
+
+    Args:
+        spec: a validated spec (:func:`sweeps.spec.load_spec`).
+        results_dir: root of the Parquet tables; default ``<storage>/<name>/results``.
+        storage: storage root of sweep state (see :mod:`sweeps.state`); default ``$SVCONV_SWEEPS`` or
+            ``~/svconv_sweeps``.
+        address: Ray cluster to join (``auto``, ``HOST:PORT``); None starts a local Ray instance unless
+            this process is connected already.
+        progress: a progress bar and a line per finished trial on stderr.
+
+    A previous run of a sweep with the same name is replaced (its results stay; equal trials rewrite
+    the same files). To continue an interrupted sweep instead, use :func:`resume_sweep`.
+    """
+    state = SweepState.from_spec(spec, results_dir, storage)
+    if state.tune_dir.exists():
+        print(
+            f"note: replacing the saved state of sweep {spec.name!r} in {state.root} "
+            f"(`svconv sweep resume {spec.name}` continues a sweep instead)",
+            file=sys.stderr,
+        )
+        shutil.rmtree(state.tune_dir)
+    os.makedirs(state.results_dir, exist_ok=True)
+    state.save()
+    return _fit(state, address, progress, restore=False)
+
+
+def resume_sweep(
+    name: str,
+    storage: str | os.PathLike | None = None,
+    address: str | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> SweepOutcome:
+    """Continue sweep ``name`` with ``Tuner.restore``: finished trials are not run again, unfinished ones
+    continue from their last checkpoint, pending ones start; with ``retry_failed`` errored trials
+    run again too (from their last checkpoint)."""
+    state = SweepState.load(name, storage)
+    if not tune.Tuner.can_restore(str(state.tune_dir)):
+        raise ValueError(
+            f"sweep {name!r} has no Ray Tune state to resume in {state.tune_dir}; "
+            f"start it with `svconv sweep run {state.spec_source}`"
+        )
+    return _fit(state, address, progress, restore=True, retry_failed=retry_failed)
+
+
+def _fit(state: SweepState, address: str | None, progress: bool, restore: bool, retry_failed: bool = False) -> SweepOutcome:
+    import ray
+
+    started_ray = False
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False)
+        started_ray = True
+    try:
+        trainable = tune.with_resources(sweep_trainable, {"cpu": state.resources["cpus"], "gpu": state.resources["gpus"]})
+        callbacks = [_Progress(state.name, len(state.trials))] if progress else []
+        if restore:
+            tuner = tune.Tuner.restore(
+                str(state.tune_dir),
+                trainable=trainable,
+                resume_unfinished=True,
+                resume_errored=retry_failed,
+            )
+            # run_config is restored from the saved tuner; callbacks are not saved with it
+            tuner._local_tuner._run_config.callbacks = callbacks  # noqa: SLF001 - no public hook on restore
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={
+                    "trial": tune.grid_search(state.trials),
+                    "sweep": state.name,
+                    "results_dir": state.results_dir,
+                },
+                tune_config=tune.TuneConfig(
+                    max_concurrent_trials=state.concurrency,
+                    reuse_actors=state.reuse_workers,
+                    trial_name_creator=trial_name,
+                    trial_dirname_creator=trial_dirname,
+                ),
+                run_config=tune.RunConfig(
+                    name=state.tune_dir.name,
+                    storage_path=str(state.root),
+                    failure_config=tune.FailureConfig(max_failures=state.retries),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=callbacks,
+                    verbose=0,
+                ),
+            )
+        grid = tuner.fit()
+        unfinished = _unfinished(grid)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return SweepOutcome(status=sweep_status(state.name, state.storage), interrupted=unfinished > 0)
+
+
+def _unfinished(grid: Any) -> int:
+    """Trials that neither finished nor errored (the run was interrupted)."""
+    n = 0
+    for result in grid:
+        if result.error is None and not (result.metrics or {}).get("final"):
+            n += 1
+    return n
+
+
+class _Progress(tune.Callback):
+    """Tune callback: a tqdm bar of finished trials and one line per finished or retried trial.
+
+    Tune pickles its run config (callbacks included) with the experiment, so the bar is made on first
+    use and left out of the pickle.
+    """
+
+    def __init__(self, name: str, total: int) -> None:
+        self.name, self.total = name, total
+        self.bar = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"name": self.name, "total": self.total, "bar": None}
+
+    def _bar(self) -> Any:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=f"sweep {self.name}", unit="trial", file=sys.stderr)
+        return self.bar
+
+    def _count(self, trials: list) -> None:
+        bar = self._bar()
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        if done != bar.n:
+            bar.n = done
+            bar.refresh()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._count(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        acc = result.get("clean_acc")
+        extra = f"  clean_acc={acc:.2f}" if isinstance(acc, float) else ""
+        self._bar().write(f"[{result.get('status', 'done')}] {trial}{extra}")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._bar().write(f"[retry] {trial}: failed; running it again from its last checkpoint")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._bar().write(f"[failed] {trial}: out of retries (see `svconv sweep status {self.name}`)")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._count(trials)
+        self._bar().close()

@@ -1,0 +1,117 @@
+"""Where a sweep keeps its state, and the record that lets ``resume``/``status`` find it by name.
+
+Layout under the storage root (``--storage``, else ``$SVCONV_SWEEPS``, else ``~/svconv_sweeps``)::
+
+    <storage>/<name>/sweep.json    what was run: the spec's text, the expanded trials, results dir, resources
+    <storage>/<name>/tune/         Ray Tune's experiment (state, per-trial dirs, checkpoints); Tuner.restore reads it
+    <storage>/<name>/results/      the Parquet tables, unless --results put them elsewhere
+
+On a multi-node cluster every path here must be on storage that every node mounts at the same place
+(NFS, EFS, a GCS/S3 fuse mount): Ray Tune persists checkpoints to ``storage_path`` from the node that
+runs the trial, and each trial writes its Parquet rows from that node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sweeps.spec import SweepSpec, iter_trial_dicts
+
+STORAGE_ENV = "SVCONV_SWEEPS"
+STATE_FILE = "sweep.json"
+TUNE_DIR = "tune"
+
+
+def default_storage() -> Path:
+    """``$SVCONV_SWEEPS`` if set, else ``~/svconv_sweeps``."""
+    return Path(os.environ.get(STORAGE_ENV) or Path.home() / "svconv_sweeps")
+
+
+def _storage(storage: str | os.PathLike | None) -> Path:
+    path = str(storage) if storage is not None else str(default_storage())
+    if "://" in path:
+        raise ValueError(
+            f"--storage must be a filesystem path that every node mounts (NFS, EFS, a fuse mount of a bucket); "
+            f"got the URI {path!r}"
+        )
+    return Path(path).expanduser().resolve()
+
+
+def sweep_dir(name: str, storage: str | os.PathLike | None = None) -> Path:
+    """``<storage>/<name>``: the sweep's state folder."""
+    return _storage(storage) / name
+
+
+@dataclass
+class SweepState:
+    """The contents of ``sweep.json``."""
+
+    name: str
+    storage: str  # absolute storage root
+    results_dir: str  # absolute
+    spec_source: str
+    spec_text: str
+    resources: dict[str, float]
+    concurrency: int | None
+    retries: int
+    reuse_workers: bool
+    trials: list[dict[str, Any]]  # {"trial_id", "label", "config"}
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def root(self) -> Path:
+        return Path(self.storage) / self.name
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.root / TUNE_DIR
+
+    @classmethod
+    def from_spec(
+        cls, spec: SweepSpec, results_dir: str | os.PathLike | None, storage: str | os.PathLike | None
+    ) -> "SweepState":
+        root = _storage(storage)
+        results = Path(results_dir).expanduser().resolve() if results_dir is not None else root / spec.name / "results"
+        return cls(
+            name=spec.name,
+            storage=str(root),
+            results_dir=str(results),
+            spec_source=spec.source,
+            spec_text=spec.text,
+            resources={"cpus": spec.resources.cpus, "gpus": spec.resources.gpus},
+            concurrency=spec.concurrency,
+            retries=spec.retries,
+            reuse_workers=spec.reuse_workers,
+            trials=list(iter_trial_dicts(spec)),
+        )
+
+    def save(self) -> Path:
+        """Write ``sweep.json`` atomically."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / STATE_FILE
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, name: str, storage: str | os.PathLike | None = None) -> "SweepState":
+        """Read the state of sweep ``name``; ValueError saying where it looked and what exists there."""
+        root = sweep_dir(name, storage)
+        path = root / STATE_FILE
+        if not path.is_file():
+            parent = root.parent
+            known = sorted(p.name for p in parent.iterdir() if (p / STATE_FILE).is_file()) if parent.is_dir() else []
+            hint = f"sweeps there: {', '.join(known)}" if known else "no sweeps there"
+            raise ValueError(
+                f"no sweep named {name!r} under {parent} ({hint}); pass --storage or set ${STORAGE_ENV} "
+                "to the storage root the sweep ran with"
+            )
+        data = json.loads(path.read_text())
+        data["storage"] = str(root.parent)  # where it is now, should the folder have moved
+        return cls(**data)

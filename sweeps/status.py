@@ -1,0 +1,110 @@
+"""The status of a sweep, from its Parquet rows (and Tune's error files for trials that left none).
+
+Every expected trial (from ``sweep.json``) is ``ok``, ``diverged`` or ``failed`` once its ``trials``
+row exists; a trial without a row is ``failed`` if Ray Tune gave up on it (its ``error.txt``, e.g. a node
+lost more often than the retries allow) and ``unfinished`` otherwise (pending, running or interrupted).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeps.state import SweepState
+
+STATUSES = ("ok", "diverged", "failed", "unfinished")
+
+
+@dataclass
+class TrialStatus:
+    trial_id: str
+    label: str
+    status: str  # one of STATUSES
+    error: str | None = None
+    start_time: Any = None  # pandas Timestamp (UTC) of the row, None without one
+
+
+@dataclass
+class SweepStatus:
+    name: str
+    results_dir: str
+    trials: list[TrialStatus]
+    stray_rows: int = 0  # rows of this sweep name whose config is no longer in the spec
+    counts: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        c = Counter(t.status for t in self.trials)
+        self.counts = {s: c.get(s, 0) for s in STATUSES}
+
+    @property
+    def complete(self) -> bool:
+        """Every trial has ended (ok, diverged or failed)."""
+        return self.counts["unfinished"] == 0
+
+    @property
+    def failures(self) -> list[TrialStatus]:
+        return [t for t in self.trials if t.status == "failed"]
+
+
+def sweep_status(name: str, storage: str | os.PathLike | None = None) -> SweepStatus:
+    """Status of sweep ``name`` (its state found under ``storage``, see :mod:`sweeps.state`)."""
+    from svconv.results import read_table
+
+    state = SweepState.load(name, storage)
+    rows = read_table(state.results_dir, "trials")
+    rows = rows[rows["sweep"] == name]
+    expected = {t["trial_id"]: t for t in state.trials}
+    by_id = {r.trial_id: r for r in rows.itertuples(index=False) if r.trial_id in expected}
+    out = []
+    for tid, t in expected.items():
+        row = by_id.get(tid)
+        if row is not None:
+            out.append(TrialStatus(tid, t["label"], row.status, row.error, row.start_time))
+            continue
+        error = _tune_error(state.tune_dir / tid)
+        out.append(TrialStatus(tid, t["label"], "failed" if error else "unfinished", error))
+    stray = int((~rows["trial_id"].isin(list(expected))).sum())
+    return SweepStatus(name=name, results_dir=state.results_dir, trials=out, stray_rows=stray)
+
+
+def _tune_error(trial_dir: Path) -> str | None:
+    path = trial_dir / "error.txt"
+    if path.is_file():
+        text = path.read_text(errors="replace").strip()
+        return text or "Ray Tune recorded an error without a message"
+    return None
+
+
+def format_status(status: SweepStatus, full_errors: bool = False) -> str:
+    """A human summary: counts per status, then each failure with (the end of) its error."""
+    n = len(status.trials)
+    lines = [f"sweep {status.name}: {n} trials; results in {status.results_dir}"]
+    lines.append("  " + "  ".join(f"{s}: {status.counts[s]}" for s in STATUSES))
+    if status.stray_rows:
+        lines.append(f"  ({status.stray_rows} other rows carry this sweep's name: configs no longer in its spec)")
+    if status.failures:
+        lines.append("failures:")
+        for t in status.failures:
+            lines.append(f"  {t.trial_id}  {t.label}")
+            lines.extend("    " + line for line in _error_lines(t.error, full_errors))
+    unfinished = [t for t in status.trials if t.status == "unfinished"]
+    if unfinished:
+        lines.append(f"unfinished ({len(unfinished)}): " + ", ".join(t.label for t in unfinished[:10]) + (" ..." if len(unfinished) > 10 else ""))
+    return "\n".join(lines)
+
+
+def _error_lines(error: str | None, full: bool) -> list[str]:
+    text = [line for line in (error or "no error recorded").splitlines() if line.strip()]
+    return text if full else text[-3:]
+
+
+def status_rows(status: SweepStatus) -> list[dict[str, Any]]:
+    """One dict per trial (for ``--json``)."""
+    return [
+        {"trial_id": t.trial_id, "label": t.label, "status": t.status, "error": t.error,
+         "start_time": None if t.start_time is None else str(t.start_time)}
+        for t in status.trials
+    ]

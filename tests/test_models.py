@@ -1,0 +1,177 @@
+"""Architectures: names, construction at MNIST and CIFAR input sizes, TT compression, structure."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from svconv.models import ARCH_PATTERNS, Normalize, Residual, build_model, check_arch, parse_arch
+from svconv.models.aol_nets import aol_fc, aol_patchwise
+from svconv.models.channels import FirstChannels, PadChannels, PadTo
+from svconv.models.resnet import resnet18
+from svconv.models.vgg import vgg19
+from svconv.models.wrn import wide_resnet
+
+MNIST = ((1, 28, 28), (0.1307,), (0.3081,))
+CIFAR = ((3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
+
+
+def _structural_types() -> tuple[type, ...]:
+    from svconv.layers import SOC, SOCTT, AOLConv2d, AOLLinear, InvertibleDownsampling, MaxMin
+    from svconv.tt import TTConv2d
+
+    return (
+        nn.Sequential, Residual, Normalize, nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.Flatten,
+        nn.Dropout, nn.MaxPool2d, nn.AdaptiveAvgPool2d, TTConv2d, SOC, SOCTT, AOLConv2d, AOLLinear, MaxMin,
+        InvertibleDownsampling, FirstChannels, PadChannels, PadTo,
+    )  # fmt: skip
+
+
+def check_structure(model: nn.Module) -> None:
+    """Normalize first, and only the modules generic walkers know (children of TT/SOC/AOL layers aside)."""
+    assert isinstance(model[0], Normalize)
+    allowed = _structural_types()
+    for name, m in model.named_modules():
+        assert isinstance(m, allowed), f"{name}: {type(m).__name__} is not a structural module"
+
+
+def build(arch, data, rank=None, method="none", num_classes=10):
+    shape, mean, std = data
+    return build_model(arch, num_classes, shape, mean, std, rank=rank, method=method)
+
+
+def forward(model, shape, batch=2):
+    model.eval()
+    with torch.no_grad():
+        return model(torch.rand(batch, *shape))
+
+
+def test_names_and_errors():
+    for name in ("small-cnn", "lipconvnet-5", "lipconvnet-40", "wrn-16-10", "wrn-28-4", "vgg19", "resnet18", "aol-fc"):
+        assert check_arch(name) == name
+    assert parse_arch("wrn-16-10").depth == 16 and parse_arch("wrn-16-10").width == 10
+    assert parse_arch("lipconvnet-20").depth == 20 and parse_arch("aol-medium").family == "aol"
+    for bad in ("resnet50", "wrn-16", "lipconvnet-7", "wrn-15-10", "VGG19", ""):
+        with pytest.raises(ValueError, match="small-cnn, lipconvnet-N .* aol-fc"):
+            check_arch(bad)
+    assert len(ARCH_PATTERNS) == 9
+
+
+def test_build_model_argument_errors():
+    with pytest.raises(ValueError, match="num_classes"):
+        build_model("small-cnn", 1, (1, 28, 28), (0.5,), (0.5,))
+    with pytest.raises(ValueError, match="input_shape"):
+        build_model("small-cnn", 10, (28, 28), (0.5,), (0.5,))
+    with pytest.raises(ValueError, match="one value per input channel"):
+        build_model("small-cnn", 10, (3, 32, 32), (0.5,), (0.5,))
+    with pytest.raises(ValueError, match="needs method 'soc'"):
+        build_model("lipconvnet-5", 10, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, method="clip")
+    with pytest.raises(ValueError, match="unknown method"):
+        build_model("small-cnn", 10, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, method="nope")
+
+
+@pytest.mark.parametrize("data", [MNIST, CIFAR], ids=["mnist", "cifar"])
+@pytest.mark.parametrize("rank", [None, 4])
+def test_small_cnn_and_small_wrn(data, rank):
+    from svconv.tt import TTConv2d
+
+    for arch in ("small-cnn", "wrn-10-1"):
+        model = build(arch, data, rank=rank)
+        check_structure(model)
+        assert forward(model, data[0]).shape == (2, 10)
+        n_tt = sum(isinstance(m, TTConv2d) for m in model.modules())
+        if rank is None:
+            assert n_tt == 0 and model.tt_report is None
+        else:  # every conv but the first (3x3 convs and the 1x1 shortcuts of WRN alike)
+            n_conv = sum(isinstance(m, nn.Conv2d) and not _inside_tt(model, m) for m in model.modules())
+            assert n_tt >= 2 and n_conv == 1
+
+
+def _inside_tt(model, module):
+    from svconv.tt import TTConv2d
+
+    return any(isinstance(p, TTConv2d) and any(c is module for c in p.modules()) for p in model.modules())
+
+
+def test_real_sizes_of_the_big_networks():
+    """The published networks at full width: parameter counts and one CIFAR image through each."""
+    counts = {"wrn-16-10": (17.0e6, 17.3e6), "vgg19": (20.0e6, 20.1e6), "resnet18": (11.1e6, 11.2e6)}
+    for arch, (lo, hi) in counts.items():
+        torch.manual_seed(0)
+        model = build(arch, CIFAR)
+        n = sum(p.numel() for p in model.parameters())
+        assert lo <= n <= hi, (arch, n)
+        check_structure(model)
+        assert forward(model, CIFAR[0], batch=1).shape == (1, 10)
+    wrn = build("wrn-16-10", CIFAR)
+    widths = sorted({m.out_channels for m in wrn.modules() if isinstance(m, nn.Conv2d)})
+    assert widths == [16, 160, 320, 640]
+
+
+@pytest.mark.parametrize("data", [MNIST, CIFAR], ids=["mnist", "cifar"])
+def test_vgg_and_resnet_at_small_width_with_tt(data):
+    from svconv.tt import TTConv2d, to_tt
+
+    shape, mean, std = data
+    for net in (vgg19(shape[0], 100, width=4), resnet18(shape[0], 100, width=4)):
+        model = nn.Sequential(Normalize(mean, std), net)
+        assert forward(model, shape).shape == (2, 100)
+        to_tt(model, 3, skip_first=True)
+        assert sum(isinstance(m, TTConv2d) for m in model.modules()) >= 15
+        check_structure(model)
+        assert forward(model, shape).shape == (2, 100)
+
+
+@pytest.mark.parametrize("data", [MNIST, CIFAR], ids=["mnist", "cifar"])
+def test_lipconvnet(data):
+    from svconv.layers import SOC, SOCTT
+
+    model = build("lipconvnet-5", data, method="soc")
+    check_structure(model)
+    assert sum(isinstance(m, SOC) for m in model.modules()) == 6  # 5 in the blocks + the final 1x1 layer
+    assert forward(model, data[0]).shape == (2, 10)
+    model = build("lipconvnet-10", data, rank=16, method="soc")
+    check_structure(model)
+    n_soc = sum(isinstance(m, SOC) and not isinstance(m, SOCTT) for m in model.modules())
+    n_tt = sum(isinstance(m, SOCTT) for m in model.modules())
+    assert n_tt >= 8 and n_soc + n_tt == 11
+    assert forward(model, data[0]).shape == (2, 10)
+
+
+def test_lipconvnet_refuses_large_inputs():
+    with pytest.raises(ValueError, match="at most 32"):
+        build_model("lipconvnet-5", 10, (3, 64, 64), (0.5,) * 3, (0.5,) * 3, method="soc")
+
+
+def test_aol_nets():
+    from svconv.layers import AOLConv2d, AOLLinear
+
+    model = build("aol-small", CIFAR, method="aol")
+    check_structure(model)
+    assert sum(isinstance(m, AOLConv2d) for m in model.modules()) == 14
+    assert sum(isinstance(m, AOLLinear) for m in model.modules()) == 14
+    assert [m.out_features for m in model.modules() if isinstance(m, AOLLinear)][0] == 8 * 8 * 16
+    assert forward(model, CIFAR[0]).shape == (2, 10)
+    tiny = ((1, 8, 8), (0.5,), (0.5,))  # the wide variants at a small input size
+    for arch, units in (("aol-medium", 2 * 2 * 32), ("aol-large", 2 * 2 * 48), ("aol-fc", 4 * 8 * 8)):
+        model = build(arch, tiny, method="aol")
+        check_structure(model)
+        assert [m.out_features for m in model.modules() if isinstance(m, AOLLinear)][0] == units
+        assert forward(model, tiny[0]).shape == (2, 10)
+    net = aol_fc(1, 10, (28, 28), width=64, depth=3)
+    assert sum(isinstance(m, AOLLinear) for m in net.modules()) == 3
+    net = aol_patchwise(16, 1, 10, (28, 28), channels=24, conv_layers=2, dense_layers=2)
+    assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_first_channels_and_padding_are_one_lipschitz_leaves():
+    fc = FirstChannels(3)
+    x = torch.randn(2, 5, 4, 4)
+    assert torch.equal(fc(x), x[:, :3]) and fc.lipschitz_bound((5, 4, 4)) == 1.0
+    with pytest.raises(ValueError, match="at most"):
+        fc(torch.randn(2, 2))
+    pad = PadTo(32)
+    y = pad(x)
+    assert y.shape == (2, 5, 32, 32) and torch.allclose(y.norm(), x.norm())
+    assert pad.lipschitz_bound((5, 4, 4)) == 1.0
