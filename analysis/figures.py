@@ -137,8 +137,8 @@ def speedup_vs_rank(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Mis
         th = f.groupby("rank")["theory"].median().reset_index()
         fig.add_trace(
             go.Scatter(
-                x=th["rank"], y=th["theory"], mode="lines", name="theory (c/r)³", legendgroup="theory",
-                showlegend=j == 1, line=dict(color="black", dash="dash", width=1),
+                x=th["rank"], y=th["theory"], mode="lines+markers", name="theory (c/r)³", legendgroup="theory",
+                showlegend=j == 1, line=dict(color="black", dash="dash", width=1), marker=dict(symbol="x", size=7),
                 hovertemplate="theory<br>rank %{x}<br>%{y:.3g}×<extra></extra>",
             ),
             row=1, col=j,
@@ -175,8 +175,12 @@ def _time_versus(bench: pd.DataFrame, colors: dict[str, str], x: str) -> Figure 
     fig = go.Figure()
     devices = _str(sl["device"]) + "/" + _str(sl["dtype"])
     multi_dev = devices.nunique() > 1
+    single = 0  # series measured at one x only: a dot says nothing about growth, and clutters
     for (method, variant, dev), g in sl.groupby(["method", "variant", devices], sort=True):
         agg = g.groupby(xcol).agg(t=("time_median_s", "median"), iqr=("time_iqr_s", "median")).reset_index()
+        if len(agg) < 2:
+            single += 1
+            continue
         label = f"{method} {variant}" + (f" ({dev})" if multi_dev else "")
         dash = None if variant == "full" else "dot"
         fig.add_trace(
@@ -189,6 +193,8 @@ def _time_versus(bench: pd.DataFrame, colors: dict[str, str], x: str) -> Figure 
         )  # fmt: skip
     fixed_text = f"input {fixed}" if fixed_col == "input_size" else f"c = {float(fixed):g}"
     title = f"Time of one control step versus {'channels' if x == 'channels' else 'input size'} ({fixed_text})"
+    if single:
+        title += f"; {single} series measured at one {'channel count' if x == 'channels' else 'size'} not drawn"
     fig.update_xaxes(type="log", title_text=xlabel)
     fig.update_yaxes(type="log", title_text="median time (s)")
     return Figure(name, title, _layout(fig, title, height=460))

@@ -3,7 +3,10 @@
 Figures are emitted with ``include_plotlyjs=False``; the single copy of plotly.js sits in the head,
 so the file opens offline. A small script collects script errors and counts rendered figures after
 load: the result is shown at the top of the page (``#render-status``) and written to ``<body>``
-attributes (``data-figures``, ``data-figures-rendered``, ``data-errors``) for automated checks.
+attributes (``data-figures``, ``data-figures-rendered``, ``data-errors``, ``data-ready-ms`` and
+``data-render-ms``: milliseconds from navigation start to the page shown and to every figure drawn)
+for automated checks. Figures are drawn one per task after the page has loaded, so the text, tables
+and contents are readable at once however many figures follow.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ details.error pre { white-space: pre-wrap; font-size: 12px; margin: 2px 0; }
 
 RENDER_CHECK_HEAD = """
 window.svconvErrors = [];
+window.svconvDraw = [];  // figures are drawn after the page is shown, one per task
 (function () {
   function note(m) { window.svconvErrors.push(String(m).slice(0, 500)); }
   window.addEventListener("error", function (e) {
@@ -72,11 +76,14 @@ window.svconvErrors = [];
 
 RENDER_CHECK_TAIL = """
 window.addEventListener("load", function () {
-  setTimeout(function () {
-    var b = document.body, want = parseInt(b.getAttribute("data-figures"), 10);
+  var b = document.body, queue = window.svconvDraw;
+  b.setAttribute("data-ready-ms", String(Math.round(performance.now())));  // text and tables shown
+  function check() {
+    var want = parseInt(b.getAttribute("data-figures"), 10);
     var plots = document.querySelectorAll(".js-plotly-plot"), done = 0;
     for (var i = 0; i < plots.length; i++) { if (plots[i].querySelector(".main-svg")) done++; }
     b.setAttribute("data-figures-rendered", String(done));
+    b.setAttribute("data-render-ms", String(Math.round(performance.now())));  // since navigation start
     b.setAttribute("data-errors", JSON.stringify(window.svconvErrors));
     if (done !== want || window.svconvErrors.length) {
       var box = document.getElementById("render-status");
@@ -84,7 +91,13 @@ window.addEventListener("load", function () {
       box.textContent = "Rendered " + done + " of " + want + " figures; errors: " +
         (window.svconvErrors.join(" | ") || "none");
     }
-  }, 0);
+  }
+  function draw(i) {
+    if (i >= queue.length) { check(); return; }
+    try { queue[i](); } catch (e) { console.error("figure " + (i + 1) + ": " + ((e && e.stack) || e)); }
+    setTimeout(function () { draw(i + 1); }, 0);
+  }
+  setTimeout(function () { draw(0); }, 0);
 });
 """
 
@@ -147,6 +160,10 @@ class Page:
             default_width="100%", default_height=f"{fig.layout.height or 450}px",
             config={"displaylogo": False, "responsive": True},
         )  # fmt: skip
+        # plotly's inline script draws at parse time; queue it instead, so the page shows first
+        div, n = re.subn(r"<script([^>]*)>(.*)</script>", r"<script\1>svconvDraw.push(function () {\2});</script>", div, count=1, flags=re.S)
+        if n != 1:
+            raise RuntimeError("plotly's figure HTML has no <script> to defer; did its output format change?")
         cap = f'<p class="note">{esc(caption)}</p>' if caption else ""
         return f'<div class="figure">{div}{cap}</div>'
 
@@ -197,21 +214,42 @@ def facts(items: Sequence[tuple[str, object]]) -> str:
     return f'<dl class="facts">{rows}</dl>'
 
 
-def table(frame: pd.DataFrame, row_classes: Sequence[str] | None = None, text_columns: Sequence[str] = ()) -> str:
-    """An HTML table of ``frame`` (values escaped; ``text_columns`` left-aligned)."""
-    text = set(text_columns)
+def table(
+    frame: pd.DataFrame,
+    row_classes: Sequence[str] | None = None,
+    text_columns: Sequence[str] = (),
+    html_columns: Sequence[str] = (),
+) -> str:
+    """An HTML table of ``frame``: values escaped, except in ``html_columns`` (fragments built with
+    :func:`esc` by the caller); ``text_columns`` and ``html_columns`` left-aligned."""
+    raw = set(html_columns)
+    text = set(text_columns) | raw
     head = "".join(f'<th class="{"text" if c in text else ""}">{esc(c)}</th>' for c in frame.columns)
     cols = [frame[c].tolist() for c in frame.columns]
     align = ["text" if c in text else "" for c in frame.columns]
     classes = row_classes or [""] * len(frame)
     rows = []
     for i in range(len(frame)):
-        cells = "".join(f'<td class="{a}">{_cell(col[i])}</td>' for col, a in zip(cols, align))
+        cells = "".join(
+            f'<td class="{a}">{col[i] if name in raw else _cell(col[i])}</td>' for name, col, a in zip(frame.columns, cols, align)
+        )
         rows.append(f'<tr class="{classes[i]}">{cells}</tr>')
     return f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
+def error_cell(text: object) -> str:
+    """A trial's error: its last line, with the whole traceback folded underneath."""
+    if text is None or (isinstance(text, float) and text != text):
+        return ""
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return esc(text)
+    return f'<details class="error"><summary>{esc(lines[-1])}</summary><pre>{esc(text)}</pre></details>'
+
+
 def _cell(v: object) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))  # counts and ranks that pandas turned into floats
     if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
         return ""
     return esc(v)

@@ -210,7 +210,10 @@ class _Builder:
         shown = bad.head(FAILED_ROWS_SHOWN)
         if len(bad) > len(shown):
             s.add(H.note(f"Showing the {len(shown)} most recent of {len(bad)}; the CSV export has all."))
-        s.add(H.table(shown.astype(object).where(shown.notna(), None), text_columns=("trial_id", "sweep", "status", "error")))
+        shown = shown.astype(object).where(shown.notna(), None)
+        shown["error"] = [H.error_cell(e) for e in shown["error"]]
+        s.add(H.note("Click an error to unfold its traceback."))
+        s.add(H.table(shown, text_columns=("trial_id", "sweep", "status"), html_columns=("error",)))
 
     def build(self, progress: bool = False) -> Report:
         paper = load_paper_results()

@@ -59,12 +59,13 @@ def prepare_trials(trials: pd.DataFrame) -> pd.DataFrame:
 
 def _speedup(df: pd.DataFrame) -> pd.Series:
     base_key = [c for c in CONFIG_COLUMNS if c not in ("rank", "lam")]
-    ok = df[(df["status"] == "ok") & df["rank"].isna() & (df["control_time_s"] > 0)]
+    ok = df[(df["status"] == "ok") & df["rank"].isna() & (df["control_time_s"] > 0) & (df["method"] != "none")]
     if ok.empty:
         return pd.Series(np.nan, index=df.index)
     base = ok.groupby(base_key, dropna=False)["control_time_s"].mean().rename("_base").reset_index()
     merged = df[base_key].merge(base, on=base_key, how="left")
-    t = df["control_time_s"].where(df["control_time_s"] > 0)
+    # method none controls nothing: its "control time" is bookkeeping noise, not a speed
+    t = df["control_time_s"].where((df["control_time_s"] > 0) & (df["method"] != "none"))
     return pd.Series(merged["_base"].to_numpy() / t.to_numpy(), index=df.index)
 
 

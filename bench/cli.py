@@ -22,8 +22,10 @@ EPILOG = """examples:
 grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
   layer: method channels input_size kernel ndim stride padding rank rank_frac iters k clip_to seed
   model: scope=model arch method rank input_shape num_classes iters check clip_to seed
+  both:  device dtype threads repeats warmup
   layer methods: exact exact-numpy exact-torch gram power powerqr clip division fastclip aol
-  model methods: exact clip division fastclip gram
+  model methods: exact clip division fastclip gram (conv/TT nets: wrn-D-W vgg19 resnet18 small-cnn)
+                 soc (lipconvnet-N: one forward of every SOC / SOC-TT layer)
 """
 
 
@@ -36,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the shipped suites and exit")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="override the device of every config")
     parser.add_argument("--dtype", choices=("float32", "float64"), help="override the dtype of every config")
+    parser.add_argument("--threads", type=int, help="torch CPU threads during each measurement (override; default: torch's)")
     parser.add_argument("--repeats", type=int, help="timed calls per config (override)")
     parser.add_argument("--warmup", type=int, help="untimed calls before them (override)")
     parser.add_argument("--address", help="Ray address ('auto', 'ray://host:10001', or 'local'): one task per config")
@@ -57,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if bool(args.suite) == bool(args.grid):
         raise ValueError("give a SUITE or --grid KEY=VALUES ... (exactly one); see svconv bench --help")
-    for key in ("repeats", "warmup"):
+    for key in ("repeats", "warmup", "threads"):
         value = getattr(args, key)
-        if value is not None and value < (1 if key == "repeats" else 0):
-            raise ValueError(f"--{key} must be >= {1 if key == 'repeats' else 0}; got {value}")
-    overrides = {"device": args.device, "dtype": args.dtype, "repeats": args.repeats, "warmup": args.warmup}
+        if value is not None and value < (0 if key == "warmup" else 1):
+            raise ValueError(f"--{key} must be >= {0 if key == 'warmup' else 1}; got {value}")
+    overrides = {
+        "device": args.device, "dtype": args.dtype, "threads": args.threads, "repeats": args.repeats, "warmup": args.warmup,
+    }  # fmt: skip
     if args.suite:
         configs = load_suite(args.suite).configs(overrides)
     else:

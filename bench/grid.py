@@ -8,11 +8,13 @@ Layer grids (``scope: layer``, the default): ``method``, ``channels`` (c, or ``[
 ``input_size`` and ``kernel`` (an int for every spatial dimension, or one per dimension), ``ndim``
 (2 or 3), ``stride``, ``padding``, ``rank`` (TT rank; ``null`` for the plain layer) or ``rank_frac``
 (fraction of ``min(c_in, c_out)``), ``iters``, ``k``, ``clip_to``, ``seed``, ``device``, ``dtype``,
-``repeats``, ``warmup``.
+``threads`` (CPU threads of torch for the measurement; null: torch's default), ``repeats``, ``warmup``.
 
 Model grids (``scope: model``): ``arch``, ``method``, ``rank``, ``input_shape`` (``[c, h, w]``),
 ``num_classes``, ``iters``, ``check`` (also measure the norms after the control pass), ``clip_to``,
-``seed``, ``device``, ``dtype``, ``repeats``, ``warmup``.
+``seed``, ``device``, ``dtype``, ``threads``, ``repeats``, ``warmup``. Methods ``exact``, ``clip``,
+``division``, ``fastclip``, ``gram`` walk the conv and TT layers; ``soc`` (LipConvNet only) times one
+forward of every SOC / SOC-TT layer, the cost that the seed's SOC-TT reduces (seed 000, Fig. 6).
 
 Names are checked here (a bad name is a ``ValueError`` naming the key and the allowed values);
 geometry that cannot run (a stride that does not divide the input, a rank above the channels, CUDA
@@ -46,6 +48,7 @@ MODEL_METHODS: dict[str, str] = {
     "division": "control",
     "fastclip": "control",
     "gram": "control",  # Gram-iteration rescaling of every layer
+    "soc": "forward",  # LipConvNet: one eval-mode forward of every SOC / SOC-TT layer at its input size
 }
 
 #: default iteration counts; None: the method has no iteration count.
@@ -60,6 +63,7 @@ DEFAULT_ITERS: dict[str, int | None] = {
     "division": 1,
     "fastclip": 1,
     "aol": None,
+    "soc": None,
 }
 
 PADDINGS = ("circular", "zeros", "reflect", "replicate")
@@ -75,6 +79,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "clip_to": 1.0,
     "seed": 0,
     "iters": "default",
+    "threads": None,
 }
 
 LAYER_DEFAULTS: dict[str, Any] = {
@@ -101,11 +106,11 @@ MODEL_DEFAULTS: dict[str, Any] = {
 
 LAYER_FIELDS = (
     "suite", "scope", "method", "c_in", "c_out", "kernel", "input_size", "stride", "padding", "rank",
-    "iters", "k", "clip_to", "seed", "device", "dtype", "repeats", "warmup",
+    "iters", "k", "clip_to", "seed", "device", "dtype", "threads", "repeats", "warmup",
 )  # fmt: skip
 MODEL_FIELDS = (
     "suite", "scope", "arch", "method", "rank", "input_shape", "num_classes", "iters", "check", "clip_to",
-    "seed", "device", "dtype", "repeats", "warmup",
+    "seed", "device", "dtype", "threads", "repeats", "warmup",
 )  # fmt: skip
 
 #: keys a grid may hold, per scope (``scope`` and ``suite`` besides).
@@ -216,6 +221,7 @@ def _common(point: Mapping[str, Any], methods: Mapping[str, str]) -> dict[str, A
         "seed": _int("seed", point["seed"], minimum=0),
         "device": _choice("device", point["device"], DEVICES),
         "dtype": _choice("dtype", point["dtype"], DTYPES),
+        "threads": _opt_int("threads", point["threads"]),
         "repeats": _int("repeats", point["repeats"]),
         "warmup": _int("warmup", point["warmup"], minimum=0),
     }

@@ -1,8 +1,8 @@
 """One configuration in, one ``bench`` row out: time, peak memory, value and gap of one method.
 
 Per config (see ``bench.grid``): build the layer (or model) from the config's seed, call the method
-``warmup`` times untimed and ``repeats`` times timed, then once more untimed for the peak memory and the
-value (``bench.timing``); a control method starts every call from the same weights and a freshly
+``warmup`` times untimed and ``repeats`` times timed; the last timed call also gives the peak memory and
+the value (``bench.timing``); a control method starts every call from the same weights and a freshly
 attached method object, so the value does not depend on how often it was timed.
 
 What ``value``, ``exact_value`` and ``gap = (value - exact_value) / exact_value`` hold:
@@ -21,6 +21,8 @@ What ``value``, ``exact_value`` and ``gap = (value - exact_value) / exact_value`
 - model passes (scope ``model``): ``exact`` times the singular values of every conv/TT layer at its
   input size (value: the largest); a control method times one full control step over the model;
   with ``check`` the value is the largest exact (periodic-model) norm of a conv/TT layer after it.
+  ``soc`` (LipConvNet) times one forward of every SOC / SOC-TT layer; value: the largest output/input
+  norm ratio on that input (target 1).
 
 A config that cannot run becomes a ``skipped`` row with the reason; an exception while measuring a
 ``failed`` row with the error, so one bad configuration never stops a run.
@@ -28,6 +30,7 @@ A config that cannot run becomes a ``skipped`` row with the reason; an exception
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import math
@@ -40,7 +43,7 @@ from torch import nn
 
 from bench import theory
 from bench.grid import LAYER_METHODS, bench_id
-from bench.timing import peak_memory_mb, time_calls
+from bench.timing import time_calls
 from svconv.results import provenance
 
 #: explicit-matrix ground truth up to this many entries (in_features * out_features), else Lanczos.
@@ -78,6 +81,7 @@ def base_row(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "rank": cfg["rank"],
         "device": cfg["device"],
         "dtype": cfg["dtype"],
+        "threads": cfg.get("threads"),
         "repeats": cfg["repeats"],
         "iters": cfg["iters"],
         "k": cfg.get("k"),
@@ -102,18 +106,32 @@ def run_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     row = base_row(cfg)
     start = _now()
     device = cfg["device"]
+    threads = torch.get_num_threads()
+    limits: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
+        try:  # NumPy's BLAS/LAPACK pool too, so that the NumPy baseline runs on as many threads
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(cfg["threads"])
+        except ImportError:
+            pass
+    row["threads"] = torch.get_num_threads()
     try:
         if device == "cuda" and not torch.cuda.is_available():
             raise Skip("device cuda requested but CUDA is not available on this machine")
-        if cfg["scope"] == "layer":
-            row.update(_measure_layer(cfg))
-        else:
-            row.update(_measure_model(cfg))
+        with limits:
+            if cfg["scope"] == "layer":
+                row.update(_measure_layer(cfg))
+            else:
+                row.update(_measure_model(cfg))
         row.update(status="ok", reason=None)
     except Skip as exc:
         row.update(status="skipped", reason=str(exc))
     except Exception as exc:  # noqa: BLE001 - a failed measurement is a row, not a crashed run
         row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
+    finally:
+        torch.set_num_threads(threads)
     ok_device = device if device != "cuda" or torch.cuda.is_available() else "cpu"
     row.update(provenance(ok_device))
     if ok_device != device:
@@ -337,9 +355,7 @@ def _measure_layer(cfg: Mapping[str, Any]) -> dict[str, Any]:
     method, kind = cfg["method"], LAYER_METHODS[cfg["method"]]
     run, setup, value_of = _layer_method(cfg, case)
     timing = time_calls(run, case.device, repeats=cfg["repeats"], warmup=cfg["warmup"], setup=setup)
-    if setup is not None:
-        setup()
-    out, mem = peak_memory_mb(run, case.device)
+    out, mem = timing.result, timing.peak_mem_mb
     if kind == "control":
         if method == "aol":
             measured = copy.deepcopy(case.module)
@@ -385,7 +401,10 @@ def build_bench_model(cfg: Mapping[str, Any]) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg["seed"])
         try:
-            model = build_model(cfg["arch"], cfg["num_classes"], cfg["input_shape"], [0.5] * c, [0.25] * c, rank=cfg["rank"], method="none")
+            model = build_model(
+                cfg["arch"], cfg["num_classes"], cfg["input_shape"], [0.5] * c, [0.25] * c, rank=cfg["rank"],
+                method="soc" if cfg["method"] == "soc" else "none",
+            )  # fmt: skip
         except ImportError as exc:
             raise Skip(f"a module the model needs is not available: {exc}") from exc
         except ValueError as exc:
@@ -432,8 +451,12 @@ def _measure_model(cfg: Mapping[str, Any]) -> dict[str, Any]:
     model = build_bench_model(cfg)
     input_shape = tuple(cfg["input_shape"])
     device = torch.device(cfg["device"])
-    layers = _spectral_layers(model, input_shape)
     method = cfg["method"]
+    if method == "soc":
+        return _measure_soc(cfg, model, input_shape, device)
+    layers = _spectral_layers(model, input_shape)
+    if not layers:
+        raise Skip(f"arch {cfg['arch']} has no conv or TT layer for method {method}")
     if method == "exact":
         geoms = []
         for layer in layers:
@@ -456,9 +479,7 @@ def _measure_model(cfg: Mapping[str, Any]) -> dict[str, Any]:
     else:
         run, setup, _ = _control(cfg, None, input_shape, model=model)
     timing = time_calls(run, device, repeats=cfg["repeats"], warmup=cfg["warmup"], setup=setup)
-    if setup is not None:
-        setup()
-    out, mem = peak_memory_mb(run, device)
+    out, mem = timing.result, timing.peak_mem_mb
     value = exact = gap = None
     exact_method = None
     if method == "exact":
@@ -485,4 +506,44 @@ def _measure_model(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "gap": gap,
         "flops": flops,
         "theory_speedup": plain_flops / flops if tt and flops else None,
+    }
+
+
+def _measure_soc(cfg: Mapping[str, Any], model: nn.Module, input_shape: Sequence[int], device: torch.device) -> dict[str, Any]:
+    """One eval-mode forward (``eval_terms`` Taylor terms) of every SOC / SOC-TT layer on one input of its shape.
+
+    value: the largest ``||f(x) - f(0)|| / ||x||`` over the layers on that input, a lower bound of the
+    layers' Lipschitz constant; ``exact_value`` 1, the constant SOC is built to have (``target``).
+    """
+    from svconv.layers import SOC, SOCTT
+    from svconv.methods.base import find_layers
+
+    layers = [layer for layer in find_layers(model, input_shape) if isinstance(layer.module, (SOC, SOCTT))]
+    if not layers:
+        raise Skip(f"arch {cfg['arch']} has no SOC layer")
+    model.eval()
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    xs = [torch.randn((1, *layer.input_shape), generator=gen, dtype=torch.float64).to(device=device, dtype=_dtype(cfg["dtype"])) for layer in layers]
+
+    def run() -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [layer.module(x) for layer, x in zip(layers, xs)]
+
+    timing = time_calls(run, device, repeats=cfg["repeats"], warmup=cfg["warmup"])
+    with torch.no_grad():
+        ratios = [
+            float((y - layer.module(torch.zeros_like(x))).norm() / x.norm()) for layer, x, y in zip(layers, xs, timing.result)
+        ]
+    value = max(ratios)
+    return {
+        "time_median_s": timing.median,
+        "time_iqr_s": timing.iqr,
+        "time_min_s": timing.min,
+        "peak_mem_mb": timing.peak_mem_mb,
+        "value": value,
+        "exact_value": 1.0,
+        "exact_method": "target",
+        "gap": value - 1.0,
+        "flops": None,
+        "theory_speedup": None,
     }

@@ -49,7 +49,7 @@ def _run_ray(configs: list[dict[str, Any]], address: str, progress: bool, task_c
 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(address=None if address == "local" else address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False)  # "local" starts a new instance
     remote = ray.remote(run_config)
     refs = {}
     for i, cfg in enumerate(configs):

@@ -104,7 +104,7 @@ def summary_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFr
             line.update(time=str(r["reason"])[:90])
         out.append(line)
     cols = ["method", "rank", "shape", "device", "status", "time", "mem_mb", "tt_speedup", "theory", "vs_numpy", "vs_torch", "value", "gap"]
-    return pd.DataFrame(out, columns=cols).fillna("")
+    return pd.DataFrame(out, columns=cols).astype(object).fillna("")
 
 
 def format_summary(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> str:

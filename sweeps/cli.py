@@ -37,11 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("submit", help="submit a sweep as a Ray Job to a running cluster",
                        description="Validate SPEC here, then submit `svconv sweep run SPEC --address auto` as a "
                                    "Ray Job with this project folder as its working directory.")
-    p.add_argument("spec", metavar="SPEC", help="sweep spec inside the project folder")
+    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML); one outside the project travels with the job")
     p.add_argument("--address", required=True, help="the cluster's dashboard URL, e.g. http://HEAD:8265")
     p.add_argument("--results", default=None, metavar="DIR", help="results folder on the cluster (shared by all nodes)")
     p.add_argument("--storage", default=None, metavar="DIR", help="storage root on the cluster (default: the cluster's)")
-    p.add_argument("--wait", action="store_true", help="follow the job until it ends, then print its logs")
+    p.add_argument("--wait", action="store_true", help="follow the job's logs until it ends; exit with its exit status")
 
     p = sub.add_parser("resume", help="continue an interrupted sweep (finished trials are not run again)",
                        description="Tuner.restore the sweep NAME: unfinished trials continue from their last "
@@ -91,6 +91,8 @@ def _finish(outcome, storage: str | None) -> int:
     from sweeps.status import format_status
 
     print(format_status(outcome.status))
+    if outcome.retried:
+        print(f"{outcome.retried} trial failure(s) (errors or lost nodes) were retried", file=sys.stderr)
     if outcome.interrupted:
         where = f" --storage {storage}" if storage else ""
         print(f"interrupted: continue with `svconv sweep resume {outcome.status.name}{where}`", file=sys.stderr)
@@ -101,9 +103,8 @@ def _finish(outcome, storage: str | None) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from sweeps.submit import submit_sweep
 
-    job_id, status = submit_sweep(args.spec, args.address, results=args.results, storage=args.storage, wait=args.wait)
-    print(job_id)
-    return 0 if (not args.wait or status == "SUCCEEDED") else 1
+    job = submit_sweep(args.spec, args.address, results=args.results, storage=args.storage, wait=args.wait)
+    return job.exit_code if args.wait else 0  # submit_sweep printed the job id on stdout
 
 
 def _status(args: argparse.Namespace) -> int:

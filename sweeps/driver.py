@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from ray import tune
 
@@ -29,6 +29,7 @@ class SweepOutcome:
 
     status: SweepStatus
     interrupted: bool
+    retried: int = 0  # trial failures (errors, lost nodes) that Tune answered with a retry in this run
 
     @property
     def ok(self) -> bool:
@@ -46,6 +47,8 @@ def sweep_trainable(params: dict[str, Any]) -> None:
     and the trial's status. An exception of the trial is re-raised after its ``failed`` row is written,
     so Tune's ``FailureConfig`` retries it (from the last checkpoint).
     """
+    import ray
+
     from svconv.config import TrialConfig
     from svconv.trial import run_trial
 
@@ -56,9 +59,11 @@ def sweep_trainable(params: dict[str, Any]) -> None:
         if checkpoint is not None:  # a retry or a resumed sweep: continue from the last epoch
             checkpoint.to_directory(work)
 
+        node_id = ray.get_runtime_context().get_node_id()  # which node ran which epoch, in Tune's results
+
         def report(metrics: dict[str, Any]) -> None:
             # run_trial saved the epoch's checkpoint in `work` before calling this (it keeps only the latest)
-            tune.report(_scalars(metrics), checkpoint=tune.Checkpoint.from_directory(work))
+            tune.report({**_scalars(metrics), "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(work))
 
         row = run_trial(
             config,
@@ -106,6 +111,7 @@ def run_sweep(
     storage: str | os.PathLike | None = None,
     address: str | None = None,
     progress: bool = True,
+    callbacks: Sequence[tune.Callback] = (),
 ) -> SweepOutcome:
     """Run every trial of ``spec`` with Ray Tune and return the sweep's status afterwards.
 
@@ -117,6 +123,8 @@ def run_sweep(
         address: Ray cluster to join (``auto``, ``HOST:PORT``); None starts a local Ray instance unless
             this process is connected already.
         progress: a progress bar and a line per finished trial on stderr.
+        callbacks: more Tune callbacks (loggers, monitors); they see every result, which carries the
+            ``node_id`` of the node that ran it.
 
     A previous run of a sweep with the same name is replaced (its results stay; equal trials rewrite
     the same files). To continue an interrupted sweep instead, use :func:`resume_sweep`.
@@ -131,7 +139,7 @@ def run_sweep(
         shutil.rmtree(state.tune_dir)
     os.makedirs(state.results_dir, exist_ok=True)
     state.save()
-    return _fit(state, address, progress, restore=False)
+    return _fit(state, address, progress, restore=False, callbacks=callbacks)
 
 
 def resume_sweep(
@@ -140,6 +148,7 @@ def resume_sweep(
     address: str | None = None,
     retry_failed: bool = False,
     progress: bool = True,
+    callbacks: Sequence[tune.Callback] = (),
 ) -> SweepOutcome:
     """Continue sweep ``name`` with ``Tuner.restore``: finished trials are not run again, unfinished ones
     continue from their last checkpoint, pending ones start; with ``retry_failed`` errored trials
@@ -150,19 +159,30 @@ def resume_sweep(
             f"sweep {name!r} has no Ray Tune state to resume in {state.tune_dir}; "
             f"start it with `svconv sweep run {state.spec_source}`"
         )
-    return _fit(state, address, progress, restore=True, retry_failed=retry_failed)
+    return _fit(state, address, progress, restore=True, retry_failed=retry_failed, callbacks=callbacks)
 
 
-def _fit(state: SweepState, address: str | None, progress: bool, restore: bool, retry_failed: bool = False) -> SweepOutcome:
+def _fit(
+    state: SweepState,
+    address: str | None,
+    progress: bool,
+    restore: bool,
+    retry_failed: bool = False,
+    callbacks: Sequence[tune.Callback] = (),
+) -> SweepOutcome:
     import ray
 
+    # Tune warns on every per-epoch checkpoint of short trials; the progress bar says what matters.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started_ray = False
     if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False)
+        # "local" starts a new instance; None would join any `ray start` cluster already on this machine
+        ray.init(address=address or "local", log_to_driver=False)
         started_ray = True
     try:
         trainable = tune.with_resources(sweep_trainable, {"cpu": state.resources["cpus"], "gpu": state.resources["gpus"]})
-        callbacks = [_Progress(state.name, len(state.trials))] if progress else []
+        retries = _Retries()
+        callbacks = [retries, *callbacks] + ([_Progress(state.name, len(state.trials))] if progress else [])
         if restore:
             tuner = tune.Tuner.restore(
                 str(state.tune_dir),
@@ -200,7 +220,7 @@ def _fit(state: SweepState, address: str | None, progress: bool, restore: bool, 
     finally:
         if started_ray:
             ray.shutdown()
-    return SweepOutcome(status=sweep_status(state.name, state.storage), interrupted=unfinished > 0)
+    return SweepOutcome(status=sweep_status(state.name, state.storage), interrupted=unfinished > 0, retried=retries.count)
 
 
 def _unfinished(grid: Any) -> int:
@@ -210,6 +230,16 @@ def _unfinished(grid: Any) -> int:
         if result.error is None and not (result.metrics or {}).get("final"):
             n += 1
     return n
+
+
+class _Retries(tune.Callback):
+    """Tune callback: counts the trial failures that Tune answers with a retry."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.count += 1
 
 
 class _Progress(tune.Callback):

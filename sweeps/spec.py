@@ -224,7 +224,7 @@ class _Parser:
             if not isinstance(reuse, bool):
                 raise self.error(top["reuse_workers"][1], f"reuse_workers must be true or false; got {reuse!r}")
 
-        trials = self.expand(name, fixed, fixed_lines, axes, exclude, only, top["grid"][1])
+        trials = self.expand(name, fixed, fixed_lines, axes, exclude, only, top["grid"][0])
         return SweepSpec(
             name=name,
             source=self.source,

@@ -62,12 +62,19 @@ def sweep_status(name: str, storage: str | os.PathLike | None = None) -> SweepSt
     for tid, t in expected.items():
         row = by_id.get(tid)
         if row is not None:
-            out.append(TrialStatus(tid, t["label"], row.status, row.error, row.start_time))
+            out.append(TrialStatus(tid, t["label"], row.status, _none(row.error), _none(row.start_time)))
             continue
         error = _tune_error(state.tune_dir / tid)
         out.append(TrialStatus(tid, t["label"], "failed" if error else "unfinished", error))
     stray = int((~rows["trial_id"].isin(list(expected))).sum())
     return SweepStatus(name=name, results_dir=state.results_dir, trials=out, stray_rows=stray)
+
+
+def _none(value: Any) -> Any:
+    """pandas reads a null string as NaN and a null timestamp as NaT: both are None here."""
+    import pandas as pd
+
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
 
 
 def _tune_error(trial_dir: Path) -> str | None:

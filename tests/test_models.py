@@ -123,20 +123,67 @@ def test_vgg_and_resnet_at_small_width_with_tt(data):
         assert forward(model, shape).shape == (2, 100)
 
 
-@pytest.mark.parametrize("data", [MNIST, CIFAR], ids=["mnist", "cifar"])
-def test_lipconvnet(data):
+def _soc_layers(model: nn.Module) -> list[nn.Module]:
+    """The SOC and SOC-TT layers of a model in order (an SOC-TT's core, itself an SOC, is not counted)."""
     from svconv.layers import SOC, SOCTT
 
-    model = build("lipconvnet-5", data, method="soc")
+    out, parents = [], []
+    for name, m in model.named_modules():
+        if isinstance(m, (SOC, SOCTT)) and not any(name.startswith(p + ".") for p in parents):
+            out.append(m)
+            parents.append(name)
+    return out
+
+
+def test_lipconvnet_full_size_matches_the_reference():
+    """LipConvNet-N of Singla & Feizi at full width (not run: its 1024-channel SOCs are slow on CPU).
+
+    5 blocks of N/5 ``SOC -> MaxMin``; widths 32 * 2^b inside block b, doubled by its last (strided) layer,
+    which is an invertible downsampling (c -> 4c) before an SOC on max(4c, 2c) channels, 1x1 in block 5;
+    a final 1x1 SOC on 1024 channels whose first 10 are the scores. With a rank, SOC-TT everywhere but
+    the first and the final layer.
+    """
+    from svconv.layers import SOCTT, InvertibleDownsampling, MaxMin
+
+    model = build("lipconvnet-5", CIFAR, method="soc")
     check_structure(model)
-    assert sum(isinstance(m, SOC) for m in model.modules()) == 6  # 5 in the blocks + the final 1x1 layer
-    assert forward(model, data[0]).shape == (2, 10)
-    model = build("lipconvnet-10", data, rank=16, method="soc")
+    socs = _soc_layers(model)
+    assert [m.channels for m in socs] == [64, 256, 512, 1024, 2048, 1024]
+    assert [m.kernel_size for m in socs] == [3, 3, 3, 3, 1, 1]
+    assert sum(isinstance(m, InvertibleDownsampling) for m in model.modules()) == 5
+    assert sum(isinstance(m, MaxMin) for m in model.modules()) == 5
+    assert [m.n for m in model.modules() if isinstance(m, FirstChannels)] == [128, 256, 512, 1024, 10]
+    assert not any(isinstance(m, PadTo) for m in model.modules())  # CIFAR is 32x32 already
+
+    model = build("lipconvnet-10", MNIST, rank=16, method="soc")
     check_structure(model)
-    n_soc = sum(isinstance(m, SOC) and not isinstance(m, SOCTT) for m in model.modules())
-    n_tt = sum(isinstance(m, SOCTT) for m in model.modules())
-    assert n_tt >= 8 and n_soc + n_tt == 11
-    assert forward(model, data[0]).shape == (2, 10)
+    socs = _soc_layers(model)
+    assert [type(m).__name__ for m in socs] == ["SOC"] + ["SOCTT"] * 9 + ["SOC"]
+    assert [m.channels for m in socs] == [32, 128, 64, 256, 128, 512, 256, 1024, 512, 2048, 1024]
+    assert all(m.rank == 16 for m in socs if isinstance(m, SOCTT))
+    assert sum(isinstance(m, MaxMin) for m in model.modules()) == 10
+    assert isinstance(model.net[0], PadTo) and model.net[0].size == 32  # MNIST's 28x28 padded to 32x32
+
+
+@pytest.mark.parametrize("data", [MNIST, CIFAR], ids=["mnist", "cifar"])
+@pytest.mark.parametrize("rank", [None, 2])
+def test_narrow_lipconvnet_runs_and_is_one_lipschitz(data, rank):
+    """The same network at init_channels=2: the forward pass, and ||f(x) - f(y)|| <= ||x - y||."""
+    from svconv.layers import SOCTT
+    from svconv.models.lipconvnet import lipconvnet
+
+    torch.manual_seed(0)
+    shape = data[0]
+    net = lipconvnet(10, shape[0], 10, shape[1:], rank=rank, init_channels=2).double().eval()
+    model = nn.Sequential(Normalize(data[1], data[2]), net)
+    check_structure(model)
+    socs = _soc_layers(net)
+    assert len(socs) == 11 and sum(isinstance(m, SOCTT) for m in socs) == (0 if rank is None else 9)
+    x, y = torch.rand(2, 4, *shape, dtype=torch.float64)
+    with torch.no_grad():
+        fx, fy = net(x), net(y)
+    assert fx.shape == (4, 10)
+    assert torch.all((fx - fy).norm(dim=1) <= (x - y).flatten(1).norm(dim=1) * (1 + 1e-4))
 
 
 def test_lipconvnet_refuses_large_inputs():
@@ -169,8 +216,14 @@ def test_first_channels_and_padding_are_one_lipschitz_leaves():
     fc = FirstChannels(3)
     x = torch.randn(2, 5, 4, 4)
     assert torch.equal(fc(x), x[:, :3]) and fc.lipschitz_bound((5, 4, 4)) == 1.0
-    with pytest.raises(ValueError, match="at most"):
+    with pytest.raises(ValueError, match="channels >= 3"):
         fc(torch.randn(2, 2))
+    widen = PadChannels(8)
+    z = widen(x)
+    assert z.shape == (2, 8, 4, 4) and torch.equal(z[:, :5], x) and not z[:, 5:].any()
+    assert widen.lipschitz_bound((5, 4, 4)) == 1.0
+    with pytest.raises(ValueError, match="channels <= 8"):
+        widen(torch.randn(2, 9, 4, 4))
     pad = PadTo(32)
     y = pad(x)
     assert y.shape == (2, 5, 32, 32) and torch.allclose(y.norm(), x.norm())

@@ -15,7 +15,15 @@ from svconv_cli.main import main as svconv_main
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 
 
+BASE = """\
+name: s
+fixed: {arch: small-cnn, dataset: synthetic, epochs: 1}
+"""
+
+
 def spec(text: str, source: str = "t.yaml"):
+    if text.startswith(BASE):  # BASE is flush left; the indented rest of a test's spec is dedented alone
+        text = BASE + textwrap.dedent(text[len(BASE):])
     return parse_spec(textwrap.dedent(text), source=source)
 
 
@@ -29,11 +37,6 @@ def refuse(text: str, *fragments: str, line: int | None = None) -> str:
         assert msg.startswith(f"t.yaml:{line}:"), msg
     return msg
 
-
-BASE = """\
-name: s
-fixed: {arch: small-cnn, dataset: synthetic, epochs: 1}
-"""
 
 
 def test_grid_is_the_cartesian_product_with_fixed_options():
@@ -149,7 +152,7 @@ def test_resources_concurrency_retries():
         (BASE + "grid:\n  seed: [0]\nresources: {gpus: 1.5}\n", ["whole number"], 5),
         (BASE + "grid:\n  seed: [0]\nconcurency: 2\n", ["unknown spec key 'concurency'"], 5),
         (BASE + "grid:\n  seed: [0, 0]\n", ["same value twice"], 4),
-        (BASE + "grid:\n  arch: [small-cnn]\n", ["both fixed and in the grid"], 3),
+        (BASE + "grid:\n  arch: [small-cnn]\n", ["both fixed and in the grid"], 4),
         (BASE + "grid:\n  seed: [0]\nexclude:\n  - {seed: 5}\n", ["matches no combination", "seed=5"], 6),
         (BASE + "grid:\n  seed: [0]\nexclude:\n  - {seed: 0}\n", ["no trials left"], 3),
         (BASE + "grid:\n  seed: [0]\nexclude:\n  - {sed: 0}\n", ["unknown trial option 'sed'"], 6),

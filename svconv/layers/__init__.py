@@ -10,7 +10,7 @@ from svconv.layers.aol import AOLConv2d, AOLLinear
 from svconv.layers.batchnorm import ConvBN, bn_lipschitz, bn_scale_shift, conv_bn
 from svconv.layers.conv_bound import conv_lipschitz_bound, conv_operator_bound
 from svconv.layers.downsample import InvertibleDownsampling
-from svconv.layers.soc import SOC, SOCTT, taylor_tail
+from svconv.layers.soc import SOC, SOCTT, skew_exp, taylor_tail
 
 __all__ = [
     "AOLConv2d",
@@ -26,4 +26,5 @@ __all__ = [
     "conv_lipschitz_bound",
     "conv_operator_bound",
     "taylor_tail",
+    "skew_exp",
 ]

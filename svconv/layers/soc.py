@@ -3,11 +3,18 @@
 SOC: ``y = sum_{t=0..T} L^t x / t! + b`` with ``L`` the convolution by the skew kernel
 ``K = W - flip(W)^T`` (``K[o, i, p] = W[o, i, p] - W[i, o, k-1-p]``). With stride 1, an odd kernel and
 "same" zero or circular padding, the conv by ``flip(W)^T`` is exactly the adjoint of the conv by ``W``,
-so ``L^T = -L`` and ``exp(L)`` is orthogonal. ``K`` is scaled so that a certified bound on ``||L||``
-equals ``max_norm``: ``||L|| <= sqrt(k^2) · ||K as (c, c k^2)||_2`` (each output pixel is that matrix
-applied to the k^2 shifted copies of the input, and the shifts have norm <= 1). The truncated series
-then differs from ``exp(L)`` by at most ``sum_{t>T} ||L||^t / t!``, which :meth:`SOC.lipschitz_bound` adds.
-T is ``train_terms`` in training mode and ``eval_terms`` in eval mode.
+so ``L^T = -L`` and ``exp(L)`` is orthogonal. T is ``train_terms`` in training mode and ``eval_terms`` in
+eval mode; the series is applied as T convolutions of the activations with ``K`` (no dense operator).
+
+Scaling. ``||L|| <= sqrt(k^2) · ||R||_2`` with ``R`` the kernel reshaped to ``(c, c k^2)`` (each output pixel
+is ``R`` applied to the k^2 shifted copies of the input, and the shifts have norm <= 1), for any input size.
+``K`` is divided by ``sqrt(k^2) · sigma / max_norm`` where ``sigma`` estimates ``||R||_2`` by power iteration
+with a persistent vector (the buffer ``u``, as spectral normalisation and the SOC authors do): one step per
+training forward (``power_iters``), none in eval mode, ``init_iters`` at construction. That costs two
+matrix-vector products with ``R`` instead of an SVD per forward. ``sigma`` approaches ``||R||_2`` from below,
+so ``||L||`` may exceed ``max_norm`` slightly while the vector converges; the certified
+:meth:`SOC.lipschitz_bound` never relies on it: it bounds ``||L||`` for the actual kernel in float64 and adds
+the Taylor tail ``sum_{t>T} ||L||^t / t!``.
 """
 
 from __future__ import annotations
@@ -45,15 +52,102 @@ def taylor_tail(b: float, terms: int) -> float:
 
 
 def skew_bound(kernel: torch.Tensor) -> torch.Tensor:
-    """``sqrt(k1 k2) · ||kernel as (c_out, c_in k1 k2)||_2``: a certified bound on the conv's norm, any input size (differentiable)."""
+    """``sqrt(k1 k2) · ||kernel as (c_out, c_in k1 k2)||_2``: a certified bound on the conv's norm for any input
+    size (exact, by SVD; differentiable). :class:`SOC` scales by a power-iteration estimate of it instead."""
     k = kernel.shape[2] * kernel.shape[3]
     return math.sqrt(k) * torch.linalg.matrix_norm(kernel.flatten(1), ord=2)
 
 
-def _check_terms(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+def _check_int(value: int, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
     return value
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm().clamp_min(torch.finfo(x.dtype).tiny)
+
+
+def _skew_conv(x: torch.Tensor, kernel: torch.Tensor, padding_mode: str) -> torch.Tensor:
+    """``L x``: the stride-1 "same" conv by ``kernel`` (odd size) with zeros or circular padding."""
+    p = kernel.shape[-1] // 2
+    if padding_mode == "circular" and p:
+        return F.conv2d(F.pad(x, (p, p, p, p), mode="circular"), kernel)
+    return F.conv2d(x, kernel, padding=p)
+
+
+def _taylor_terms(x: torch.Tensor, kernel: torch.Tensor, terms: int, padding_mode: str) -> list[torch.Tensor]:
+    """``[x, L x, L^2 x / 2!, ..., L^T x / T!]``; each 1/t goes on the smaller of the kernel and the activations."""
+    on_kernel = kernel.numel() < x.numel()
+    zs = [x]
+    for t in range(1, terms + 1):
+        z = zs[-1]
+        zs.append(_skew_conv(z, kernel / t, padding_mode) if on_kernel else _skew_conv(z, kernel, padding_mode) / t)
+    return zs
+
+
+def _kernel_grad(zs: torch.Tensor, grads: torch.Tensor, kernel_shape: torch.Size, padding_mode: str) -> torch.Tensor:
+    """``sum_n corr(zs[n], grads[n])``: the gradient of ``sum_n <grads[n], conv(zs[n], K)>`` in ``K``, batched.
+
+    Small maps (few pixels, or 1x1 kernels) go through one im2col matrix product, which is far faster than
+    the backends' per-call weight gradient there; larger maps through ``torch.nn.grad.conv2d_weight``.
+    """
+    c_out, c_in, k, _ = kernel_shape
+    p = k // 2
+    if padding_mode == "circular" and p:
+        zs, pad = F.pad(zs, (p, p, p, p), mode="circular"), 0
+    else:
+        pad = p
+    h, w = grads.shape[-2:]
+    if k == 1 or h * w < 16:
+        cols = F.unfold(zs, k, padding=pad) if k > 1 else zs.flatten(2)  # (N, c_in k^2, hw)
+        g = grads.flatten(2).transpose(0, 1).reshape(c_out, -1)  # (c_out, N hw)
+        return (g @ cols.transpose(1, 2).reshape(-1, cols.shape[1])).view(kernel_shape)
+    return torch.nn.grad.conv2d_weight(zs, kernel_shape, grads, padding=pad)
+
+
+def _total(zs: list[torch.Tensor]) -> torch.Tensor:
+    y = zs[0].clone()
+    for z in zs[1:]:
+        y += z
+    return y
+
+
+class _SkewExpSeries(torch.autograd.Function):
+    """``sum_{t=0..T} L^t x / t!`` with the backward written out: the adjoint of ``L`` is ``-L`` (the kernel is
+    exactly skew), so each step back is one more conv by the kernel, and the kernel's gradient over all T
+    terms is one batched correlation instead of T separate ones."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, terms, padding_mode):
+        zs = _taylor_terms(x, kernel, terms, padding_mode)
+        ctx.terms, ctx.padding_mode = terms, padding_mode
+        ctx.save_for_backward(kernel, *zs[:-1])
+        return _total(zs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        kernel, *zs = ctx.saved_tensors
+        terms, mode = ctx.terms, ctx.padding_mode
+        a, scaled = dy, []
+        for t in range(terms, 0, -1):  # a_T = dy; a_{t-1} = dy + L^T a_t / t = dy - L (a_t / t)
+            at = a / t
+            scaled.append(at)
+            a = dy - _skew_conv(at, kernel, mode)
+        dk = None
+        if ctx.needs_input_grad[1]:
+            dk = _kernel_grad(torch.cat(zs), torch.cat(scaled[::-1]), kernel.shape, mode)
+        return a, dk, None, None
+
+
+def skew_exp(x: torch.Tensor, kernel: torch.Tensor, terms: int, padding_mode: str = "zeros") -> torch.Tensor:
+    """``sum_{t=0..terms} L^t x / t!`` for ``L`` the "same" stride-1 conv by an exactly skew ``kernel``
+    (``kernel == -kernel.transpose(0, 1).flip(2, 3)``, odd size); ``x`` ``(batch, c, h, w)``, same shape out.
+    Differentiable in ``x`` and ``kernel`` (once)."""
+    if torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad):
+        return _SkewExpSeries.apply(x, kernel, terms, padding_mode)
+    return _total(_taylor_terms(x, kernel, terms, padding_mode))
 
 
 class SOC(nn.Module):
@@ -65,10 +159,15 @@ class SOC(nn.Module):
         train_terms, eval_terms: Taylor terms T in training and in eval mode (defaults 5 and 12).
         bias: add a learnt bias (does not change the Lipschitz constant).
         padding_mode: ``'zeros'`` or ``'circular'``.
-        max_norm: the certified bound on ``||L||`` the kernel is scaled to (> 0); smaller converges faster.
+        max_norm: the value the scaled bound ``sqrt(k^2) ||R||_2`` on ``||L||`` is set to (> 0); smaller
+            converges faster, larger is more expressive.
+        power_iters: power-iteration steps on ``R`` per training forward (>= 1).
+        init_iters: steps at construction and in :meth:`refresh_norm_` (>= 1).
 
     Input ``(batch, channels, h, w)``, output the same shape.
     """
+
+    u: torch.Tensor
 
     def __init__(
         self,
@@ -79,6 +178,8 @@ class SOC(nn.Module):
         bias: bool = True,
         padding_mode: str = "zeros",
         max_norm: float = 1.0,
+        power_iters: int = 1,
+        init_iters: int = 30,
         device=None,
         dtype=None,
     ):
@@ -91,11 +192,15 @@ class SOC(nn.Module):
         if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or not max_norm > 0:
             raise ValueError(f"max_norm must be a positive number; got {max_norm!r}")
         self.channels, self.kernel_size = channels, kernel_size
-        self.train_terms = _check_terms(train_terms, "train_terms")
-        self.eval_terms = _check_terms(eval_terms, "eval_terms")
+        self.train_terms = _check_int(train_terms, "train_terms", 1)
+        self.eval_terms = _check_int(eval_terms, "eval_terms", 1)
+        self.power_iters = _check_int(power_iters, "power_iters", 1)
+        self.init_iters = _check_int(init_iters, "init_iters", 1)
         self.padding_mode, self.max_norm = padding_mode, float(max_norm)
         self.weight = nn.Parameter(torch.randn(channels, channels, kernel_size, kernel_size, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.zeros(channels, device=device, dtype=dtype)) if bias else None
+        self.register_buffer("u", _normalize(torch.randn(channels, device=device, dtype=self.weight.dtype)))
+        self.refresh_norm_()
 
     def extra_repr(self) -> str:
         return (
@@ -108,43 +213,73 @@ class SOC(nn.Module):
         """The number of Taylor terms the forward pass uses now."""
         return self.train_terms if self.training else self.eval_terms
 
-    def skew_kernel(self) -> torch.Tensor:
-        """The kernel of ``L``: ``(W - flip(W)^T)`` scaled so that :func:`skew_bound` equals ``max_norm`` (differentiable)."""
+    def raw_skew_kernel(self) -> torch.Tensor:
+        """``W - flip(W)^T`` before scaling, ``(c, c, k, k)`` (differentiable)."""
         w = self.weight
-        k = w - w.transpose(0, 1).flip(2, 3)
-        return k * (self.max_norm / skew_bound(k).clamp_min(torch.finfo(k.dtype).tiny))
+        return w - w.transpose(0, 1).flip(2, 3)
 
-    def _conv(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        p = self.kernel_size // 2
-        if self.padding_mode == "circular" and p:
-            return F.conv2d(F.pad(x, (p, p, p, p), mode="circular"), kernel)
-        return F.conv2d(x, kernel, padding=p)
+    @torch.no_grad()
+    def _power_steps(self, R: torch.Tensor, steps: int) -> torch.Tensor:
+        """``steps`` power-iteration steps on ``R`` from the buffer ``u`` (updated in place); returns ``v``."""
+        u = self.u.to(R.dtype)
+        v = _normalize(R.T @ u)
+        for _ in range(steps):
+            u = _normalize(R @ v)
+            v = _normalize(R.T @ u)
+        self.u.copy_(u)
+        return v
+
+    @torch.no_grad()
+    def refresh_norm_(self, steps: int | None = None) -> "SOC":
+        """Run ``steps`` (default ``init_iters``) power-iteration steps for the current weights, e.g. after
+        editing or loading them without the buffer ``u``. Returns ``self``."""
+        steps = self.init_iters if steps is None else _check_int(steps, "steps", 1)
+        self._power_steps(self.raw_skew_kernel().flatten(1), steps)
+        return self
+
+    def skew_kernel(self) -> torch.Tensor:
+        """The kernel of ``L``: ``(W - flip(W)^T) · max_norm / (sqrt(k^2) · sigma)``, differentiable, with
+        ``sigma = u^T R v`` the power-iteration estimate of ``||R||_2``. In training mode this advances the
+        estimate by ``power_iters`` steps; in eval mode it leaves the buffer alone."""
+        k = self.raw_skew_kernel()
+        R = k.flatten(1)
+        if self.training:
+            v = self._power_steps(R.detach(), self.power_iters)
+        else:
+            with torch.no_grad():
+                v = _normalize(R.T @ self.u.to(R.dtype))
+        sigma = torch.dot(self.u.to(R.dtype), R @ v)
+        scale = self.max_norm / (math.sqrt(self.kernel_size**2) * sigma.clamp_min(torch.finfo(k.dtype).tiny))
+        return k * scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(f"SOC expects input (batch, {self.channels}, h, w); got {tuple(x.shape)}")
-        kernel = self.skew_kernel()
-        y = z = x
-        for t in range(1, self.terms + 1):
-            z = self._conv(z, kernel) / t
-            y = y + z
+        y = skew_exp(x, self.skew_kernel(), self.terms, self.padding_mode)
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
     @torch.no_grad()
     def skew_norm_bound(self, input_shape: Sequence[int]) -> float:
-        """Certified bound on ``||L||`` for inputs ``(channels, h, w)``: the smaller of :func:`skew_bound` and the
-        conv bound of ``svconv.layers.conv_bound`` (exact for circular padding), both in float64."""
+        """Certified bound on ``||L||`` for inputs ``(channels, h, w)``, in float64 for the kernel the eval
+        forward uses: the conv bound of ``svconv.layers.conv_bound`` (exact for circular padding; for zeros
+        padding the norm on an enlarged periodic grid, never above ``sqrt(k^2) ||R||_2``)."""
         shape = tuple(int(v) for v in input_shape)
         if len(shape) != 3 or shape[0] != self.channels:
             raise ValueError(f"input_shape must be ({self.channels}, h, w); got {shape}")
-        kernel = self.skew_kernel().double()
+        training = self.training
+        try:
+            self.eval()
+            kernel = self.skew_kernel().double()
+        finally:
+            self.train(training)
         p = self.kernel_size // 2
-        return min(float(skew_bound(kernel)), conv_operator_bound(kernel, shape[1:], 1, p, 1, self.padding_mode))
+        return conv_operator_bound(kernel, shape[1:], 1, p, 1, self.padding_mode)
 
     def lipschitz_bound(self, input_shape: Sequence[int]) -> float:
         """``1 + sum_{t > T} b^t / t!`` with ``b`` a certified bound on ``||L||`` and T the current :attr:`terms`.
 
         The truncated series is ``exp(L) - R_T`` with ``exp(L)`` orthogonal and ``||R_T|| <= sum_{t>T} ||L||^t/t!``.
+        In training mode the next forward first advances the norm estimate, so the bound is for the eval kernel.
         """
         return 1.0 + taylor_tail(self.skew_norm_bound(input_shape), self.terms)
 

@@ -1,10 +1,11 @@
 """The one interface of an SV-control method, and the discovery of the layers it controls.
 
 A method is attached to a model once (``attach``): it finds the controllable layers (conv, TT, linear,
-batch norm, and the parametrised AOL/SOC layers) and records each layer's input shape. Training calls
-``step`` after every optimiser step; the method runs its control step every ``clip_every`` steps and
-accumulates the wall time of it (CUDA-synchronised) in ``control_time_s``. ``estimate`` reports the
-method's own estimate of each controlled layer's spectral norm.
+batch norm, and the parametrised AOL/SOC layers) and records each layer's input shape. Then:
+
+- ``enforce(model)``: one control step now; its wall time (CUDA-synchronised) is added to ``control_time_s``;
+- ``step(model, i)``: what training calls after every optimiser step: ``enforce`` when ``i % clip_every == 0``;
+- ``estimate(model)``: the method's own estimate of each handled layer's spectral norm.
 """
 
 from __future__ import annotations
@@ -219,10 +220,16 @@ class SVMethod:
         return self.layers
 
     def step(self, model: nn.Module, step: int) -> bool:
-        """Run the control step if ``step % clip_every == 0``; True when it ran. Adds its time to ``control_time_s``."""
+        """Run the control step (:meth:`enforce`) if ``step % clip_every == 0``; True when it ran."""
         self._check_attached(model)
         if step % self.clip_every:
             return False
+        self.enforce(model)
+        return True
+
+    def enforce(self, model: nn.Module) -> None:
+        """Run one control step now; its wall time (CUDA-synchronised) is added to ``control_time_s``."""
+        self._check_attached(model)
         device = _device(model)
         _sync(device)
         start = time.perf_counter()
@@ -231,7 +238,6 @@ class SVMethod:
         _sync(device)
         self.control_time_s += time.perf_counter() - start
         self.n_control_steps += 1
-        return True
 
     def estimate(self, model: nn.Module) -> dict[str, float]:
         """``{layer name: the method's estimate of its spectral norm}`` for every layer it handles."""

@@ -9,20 +9,30 @@ frames orthogonalised first, then the core is estimated and divided. Batch norm:
 from __future__ import annotations
 
 from svconv.layers import bn_lipschitz, bn_scale_shift
-from svconv.methods.base import Layer, SVMethod
+from svconv.methods.base import Layer, SVMethod, _eval_mode
 
 
 class Division(SVMethod):
     """Divide each conv/TT-core/linear weight by ``max(1, sigma/c)``; batch norm gammas likewise.
 
-    ``estimate``: the warm power-iteration value of the layer (``power_iters`` more steps), and the exact
-    Lipschitz constant for batch norm (without affine parameters it is reported, not controlled).
+    ``estimate``: the method's own power estimate, ``||M v||`` with the warm unit vector ``v`` the control
+    step keeps (after a control step that divided, exactly ``c`` up to rounding: the quantity Gouk et al.
+    constrain); before any control step, ``power_iters`` fresh steps. TT layers: the core's value times
+    the frame norms (1 for the orthogonalised frames). Batch norm: its exact Lipschitz constant (without
+    affine parameters it is reported, not controlled). The layer's true norm can exceed the power
+    estimate while the warm vector converges; ``svconv.metrics`` reports true norms.
     """
 
     name = "division"
 
     def handles(self, layer: Layer) -> bool:
         return layer.kind in ("conv", "tt", "linear", "bn")
+
+    def _target(self, layer: Layer):
+        """(module whose weight is divided, its input shape): the layer, or a TT layer's core."""
+        if layer.kind == "tt":
+            return layer.module.core, layer.core_input_shape()
+        return layer.module, layer.input_shape
 
     def control(self) -> None:
         c = self.clip_to
@@ -35,18 +45,25 @@ class Division(SVMethod):
                 continue
             if layer.kind == "tt":
                 m.orthogonalize_()
-                target, shape = m.core, layer.core_input_shape()
-            else:
-                target, shape = m, layer.input_shape
+            target, shape = self._target(layer)
             sigma = self.power_norm(layer, target, shape, "v", self.power_iters)
             if sigma > c:
                 target.weight.mul_(c / sigma)
 
     def layer_norm(self, layer: Layer) -> float:
+        from svconv.spectrum.linear_map import LinearPart
+
         m = layer.module
         if layer.kind == "bn":
             return bn_lipschitz(m)
+        target, shape = self._target(layer)
+        v = layer.state.get("v")
+        if v is None or tuple(v.shape) != tuple(shape):
+            sigma = self.power_norm(layer, target, shape, "v", self.power_iters)
+        else:
+            with _eval_mode(target):
+                sigma = float(LinearPart(target, shape).apply(v.unsqueeze(0)).norm())
         if layer.kind == "tt":
-            # The whole layer, frames included: no orthogonality assumed in a report.
-            return self.power_norm(layer, m, layer.input_shape, "v_est", self.power_iters)
-        return self.power_norm(layer, m, layer.input_shape, "v", self.power_iters)
+            nu, nv = m.frame_norms()
+            sigma *= nu * nv
+        return sigma

@@ -40,6 +40,8 @@ def autoattack_accuracy(
         raise ValueError(f"eps must be positive; got {eps!r}")
     if x.dim() < 2 or y.shape != (x.shape[0],) or x.shape[0] == 0:
         raise ValueError(f"x must be (N, ...) with N >= 1 and y (N,); got {tuple(x.shape)} and {tuple(y.shape)}")
+    if version != "custom" and (x.dim() != 4 or min(x.shape[2:]) < 5):
+        raise ValueError(f"AutoAttack's Square attack needs images (N, C, H, W) of at least 5x5; got {tuple(x.shape)}")
     param = next(model.parameters(), None)
     device = param.device if param is not None else x.device
     x = x.detach().to(device=device, dtype=torch.float32)

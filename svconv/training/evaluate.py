@@ -65,7 +65,11 @@ def final_metrics(
 
     model.eval()
     logits, labels = predict(model, test, device)
-    bound = float(metrics.network_lipschitz_bound(model, input_shape))
+    from svconv.metrics.lipschitz_bound import walk_bound
+
+    # per-leaf bounds once: they give the network bound and the layers rows (SOC / large-conv bounds are costly)
+    leaves = metrics.leaf_lipschitz_bounds(model, input_shape)
+    bound = walk_bound(model, input_shape, lambda name, _m, _s: leaves[name])
     out: dict[str, Any] = {
         "clean_acc": accuracy(logits, labels),
         "ece": float(metrics.ece(logits, labels)),
@@ -94,5 +98,5 @@ def final_metrics(
 
     # keep the columns the ``layers`` schema has (the metric may return extra diagnostics)
     columns = set(LAYERS.names)
-    layers = [{k: v for k, v in row.items() if k in columns} for row in metrics.layer_spectral_norms(model, input_shape)]
+    layers = [{k: v for k, v in row.items() if k in columns} for row in metrics.layer_spectral_norms(model, input_shape, bounds=leaves)]
     return out, layers

@@ -31,6 +31,9 @@ def from_conv(conv: nn.Module, rank: int | tuple[int, int]) -> tuple[TTConv2d | 
         raise ValueError(f"conv must have groups=1 to be TT-decomposed; got groups={conv.groups}")
     c_out, c_in = conv.out_channels, conv.in_channels
     r1, r2 = parse_ranks(rank, c_in, c_out)
+    # an unfolding has rank <= its shorter side (a 1x1 kernel: c_in for V's, c_out for U's): clamp to it
+    k_numel = conv.weight[0, 0].numel()
+    r1, r2 = min(r1, c_out * k_numel), min(r2, c_in * k_numel)
     W = conv.weight.detach()
     Wd = W.to(torch.float64)
     Wf = Wd.flatten(2)  # (c_out, c_in, K)

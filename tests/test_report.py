@@ -1,0 +1,250 @@
+"""The HTML report: built from results of the real pipeline (tiny trials, the quick bench suite),
+from synthetic folders, and from empty and partial folders; the CLI's outputs and exit codes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import figures as F
+from analysis.load import load_results
+from analysis.paper import load_paper_results
+from analysis.report import build_report, kaleido_available, render_report
+from analysis.synthetic import write_synthetic_results
+from analysis.tables import prepare_trials, summary_tables
+from svconv.results import write_rows
+from svconv_cli.main import main
+
+SECTIONS = (
+    "Overview",
+    "Summary tables",
+    "Clipping speed and estimator accuracy",
+    "Pareto fronts",
+    "Per-layer spectral norms",
+    "Empirical Lipschitz ratios",
+    "Training curves",
+    "Failed and diverged trials",
+)
+TINY = dict(dataset="synthetic", arch="small-cnn", n_train=128, n_test=64, epochs=1, batch_size=32, emp_lip_n=8,
+            device="cpu", lr=0.05)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def real_results(tmp_path_factory) -> Path:
+    """Three ok trials and one failed one from ``run_trial``; the quick bench suite and a 2 × 2 grid
+    (channels × input size, so that the time-versus-size figures have data), from the bench package.
+    Dataset ``synthetic``: balanced classes even in tiny subsets."""
+    from bench.grid import expand, parse_grid_args
+    from bench.run import run_configs, write_bench_rows
+    from bench.suites import load_suite
+    from svconv.config import TrialConfig
+    from svconv.trial import run_trial
+
+    out = tmp_path_factory.mktemp("real_results")
+    for extra in (dict(method="none"), dict(method="clip"), dict(method="clip", rank=4), dict(method="none", fail_at_epoch=1)):
+        run_trial(TrialConfig(**{**TINY, **extra}), out, sweep="tiny", progress=False)
+    fast = {"repeats": 1, "warmup": 0}
+    configs = load_suite("quick").configs(fast)
+    configs += expand(parse_grid_args(["method=power", "channels=4,8", "input_size=6,8", "iters=3"]), "grid", fast)
+    write_bench_rows(out, run_configs(configs, progress=False))
+    return out
+
+
+def _text(page: str) -> str:
+    """The visible text of a page (scripts and styles dropped), whitespace squeezed."""
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+
+
+def _h2(page: str) -> list[str]:
+    return re.findall(r"<h2>(.*?)</h2>", page)
+
+
+def test_report_from_the_real_pipeline(real_results, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    rc = main(["report", str(real_results), "-o", str(out), "--format", "html,csv"])
+    assert rc == 0
+    page = out.read_text()
+    printed = capsys.readouterr()
+    assert f"report: {out}" in printed.out
+
+    assert _h2(page) == list(SECTIONS)
+    n = int(re.search(r'<meta name="svconv-figure-count" content="(\d+)">', page).group(1))
+    # speedup, time vs channels, time vs size, memory, gap, Pareto, layers, Lipschitz, curves
+    assert n == 9
+    assert len(re.findall(r'class="plotly-graph-div"', page)) == n
+    assert page.count("Plotly.newPlot(") == n
+    assert len(re.findall(r"\* plotly\.js v\d", page)) == 1  # the bundle, once
+    # nothing to fetch: no external URL outside scripts (the bundle's strings name plotly.com, never loaded)
+    markup = re.sub(r"(<script\b[^>]*>).*?</script>", r"\1</script>", page, flags=re.S)
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", markup)
+    assert "<script src" not in markup and "<link" not in markup
+    assert 'class="missing"' not in page  # every part has data
+    assert printed.err == ""
+
+    text = _text(page)
+    assert "trials 4 (ok 3, failed 1)" in text
+    assert "sweeps tiny" in text and "bench suites grid, quick" in text
+    for toc in ("Speedup versus rank", "Time versus channels", "Time versus input size", "Memory versus rank",
+                "Estimator gap versus time", "synthetic · small-cnn"):  # fmt: skip
+        assert f">{toc}</a>" in page
+    # the failed trial is listed with its error; its traceback folded under the last line
+    assert "TrialFailure: fail_at_epoch=1" in text
+    assert '<details class="error">' in page
+    # the aggregated summary: every configuration of the tiny sweep
+    summary = pd.read_csv(tmp_path / "report_csv" / "summary_synthetic_small-cnn.csv")
+    ours = summary[summary["source"] == "this run"]
+    assert sorted(zip(ours["method"], ours["rank"].fillna(0))) == [("clip", 0), ("clip", 4), ("none", 0)]
+    trials = load_results(real_results).trials
+    for (method, rank), row in ours.set_index(["method", ours["rank"].fillna(0)]).iterrows():
+        t = trials[(trials.method == method) & (trials["rank"].fillna(0) == rank) & (trials.status == "ok")]
+        assert row["n"] == len(t) == 1
+        assert row["clean_acc_mean"] == pytest.approx(t["clean_acc"].iloc[0])
+    failed = pd.read_csv(tmp_path / "report_csv" / "failed_trials.csv")
+    assert failed["status"].tolist() == ["failed"] and "fail_at_epoch=1" in failed["error"].iloc[0]
+    speed = pd.read_csv(tmp_path / "report_csv" / "bench_speedups.csv")
+    assert (speed["speedup"] > 0).all() and set(speed["scope"]) == {"layer", "model"}
+    layer = speed[speed["scope"] == "layer"]
+    assert (layer["theory"] == (layer["c"] / layer["rank"]) ** 3).all()  # (c/r)^3 beside the measured speedup
+
+
+def test_synthetic_report_has_every_figure_and_the_papers_rows(tmp_path):
+    write_synthetic_results(tmp_path / "res", 240)
+    report = render_report(load_results(tmp_path / "res"), "res")
+    assert report.missing == []
+    assert _h2(report.html) == list(SECTIONS)
+    # 5 bench figures, a Pareto panel per dataset, 3 figures per dataset × arch
+    assert report.n_figures == 5 + 3 + 3 * 9
+    # cifar10 · wrn-16-10 is in the papers: their rows sit beside ours, marked as reported by them
+    table = report.html.split('id="summary-tables-cifar10-wrn-16-10"')[1].split("</table>")[0]
+    paper_rows = re.findall(r'<tr class="paper">(.*?)</tr>', table)
+    expected = load_paper_results()
+    expected = expected[(expected.dataset == "cifar10") & (expected.arch == "wrn-16-10")]
+    assert len(paper_rows) == len(expected) > 0
+    assert all("reported by the paper (Senderovich et al. 2022" in r for r in paper_rows)
+    assert "this run" in table
+
+
+def test_summary_aggregates_over_seeds_and_speedup():
+    """Mean ± std over seeds on hand-made rows; speedup = full-rank control time ÷ this one's; none has none."""
+    base = dict(status="ok", dataset="d", arch="a", clip_to=1.0, lam=0.0, epochs=1, batch_size=8, lr=0.1,
+                optimizer="sgd", schedule="cosine", clip_every=1, train_time_s=10.0)  # fmt: skip
+    rows = [
+        {**base, "trial_id": "1", "method": "clip", "rank": None, "seed": 0, "clean_acc": 90.0, "control_time_s": 4.0},
+        {**base, "trial_id": "2", "method": "clip", "rank": None, "seed": 1, "clean_acc": 92.0, "control_time_s": 2.0},
+        {**base, "trial_id": "3", "method": "clip", "rank": 4, "seed": 0, "clean_acc": 80.0, "control_time_s": 0.5},
+        {**base, "trial_id": "4", "method": "none", "rank": None, "seed": 0, "clean_acc": 95.0, "control_time_s": 1e-4},
+        {**base, "trial_id": "5", "method": "clip", "rank": 4, "seed": 1, "status": "failed", "error": "boom"},
+    ]
+    from svconv.results.schema import TRIALS
+
+    trials = pd.DataFrame(rows).reindex(columns=TRIALS.names)
+    (st,) = summary_tables(prepare_trials(trials), load_paper_results())
+    ours = st.ours.set_index(["method", st.ours["rank"].fillna(0)])
+    assert ours.loc[("clip", 0), "clean_acc_mean"] == 91.0
+    assert ours.loc[("clip", 0), "clean_acc_std"] == pytest.approx(np.sqrt(2.0))
+    assert ours.loc[("clip", 0), "seeds"] == "0,1"
+    assert ours.loc[("clip", 4), "speedup_mean"] == pytest.approx(3.0 / 0.5)
+    assert ours.loc[("clip", 4), "n_not_ok"] == 1
+    assert np.isnan(ours.loc[("none", 0), "speedup_mean"])
+    display, classes = st.display()
+    assert "91.00 ± 1.41" in display["Accuracy (%)"].tolist()
+    assert "1 (+1 not ok)" in display["n"].tolist() and set(classes) == {""}
+
+
+def test_pareto_panel_greys_exactly_the_dominated_configs():
+    pts = pd.DataFrame(
+        {
+            "method": ["a", "b", "c", "d"],
+            "hover": ["A", "B", "C", "D"],
+            "clean_acc_mean": [90.0, 85.0, 80.0, 70.0],
+            "ece_mean": [5.0, 2.0, 3.0, 1.0],  # lower is better: C is dominated by B
+        }
+    )
+    for col in ("autoattack_05", "autoattack_36", "cra_36", "corruption_acc", "speedup", "compression"):
+        pts[f"{col}_mean"] = np.nan
+    fig, long = F.pareto_panel(pts, "d", F.colors_for(pts["method"]))
+    assert long["x_metric"].unique().tolist() == ["ece"]
+    assert dict(zip(long["config"], long["on_front"])) == {"A": True, "B": True, "C": False, "D": True}
+    grey = [t for t in fig.fig.data if t.name == "dominated"]
+    assert len(grey) == 1 and list(grey[0].text) == ["C"]
+    line = [t for t in fig.fig.data if t.mode == "lines"]
+    assert len(line) == 1 and list(line[0].x) == [1.0, 2.0, 5.0]  # the front, joined in order
+
+
+def test_empty_folder_says_what_is_missing(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "empty"), "-o", str(out), "--format", "html,csv"]) == 0
+    page = out.read_text()
+    assert _h2(page) == list(SECTIONS)
+    text = _text(page)
+    assert "No trials in" in text and "svconv sweep run" in text and "svconv bench" in text
+    for what in ("Summary tables: need trials", "Clipping speed: needs microbenchmark rows",
+                 "Pareto fronts: need trials with status ok (there are no trials)", "Training curves: need trials"):  # fmt: skip
+        assert what in text
+    assert "Traceback" not in page and 'content="0"' in page
+    err = capsys.readouterr().err
+    assert "part(s) without data" in err and "Traceback" not in err
+
+
+def test_partial_folders(tmp_path):
+    """Bench only; trials whose epochs and layers are gone; trials that all failed."""
+    full = write_synthetic_results(tmp_path / "full", 40, failed_every=0)
+    bench_only = tmp_path / "bench_only"
+    shutil.copytree(full / "bench", bench_only / "bench")
+    report = render_report(load_results(bench_only), "b")
+    assert report.n_figures == 5 and any(m.startswith("Pareto fronts: need trials") for m in report.missing)
+
+    no_history = tmp_path / "no_history"
+    shutil.copytree(full / "trials", no_history / "trials")
+    report = render_report(load_results(no_history), "n")
+    text = _text(report.html)
+    assert "needs per-layer spectral norms (layers table)" in text
+    assert "needs per-epoch history (epochs table)" in text
+    assert "Clipping speed: needs microbenchmark rows" in text
+    assert report.n_figures == 3 + 9  # Pareto per dataset, Lipschitz histograms per dataset × arch
+
+    failed = tmp_path / "failed"
+    write_rows(failed, "trials", "x", [dict(trial_id="t1", status="failed", error="ValueError: bad\n", dataset="d",
+                                            arch="a", method="clip", seed=0)])  # fmt: skip
+    report = render_report(load_results(failed), "f")
+    text = _text(report.html)
+    assert "all 1 trials failed or diverged" in text and "ValueError: bad" in text
+    assert report.n_figures == 0
+
+
+def test_cli_errors_and_formats(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "RESULTS_DIR must be an existing folder" in capsys.readouterr().err
+    (tmp_path / "r").mkdir()
+    assert main(["report", str(tmp_path / "r"), "--format", "html,pdf"]) == 2
+    assert "--format must be a comma-separated list of html, csv, png" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--help"])
+    assert exc.value.code == 0
+    # default output: RESULTS_DIR/report.html; png without kaleido is skipped with a warning, exit 0
+    write_synthetic_results(tmp_path / "r", 12, with_bench=False)
+    assert main(["report", str(tmp_path / "r"), "--format", "csv,png"]) == 0
+    out = capsys.readouterr()
+    assert not (tmp_path / "r" / "report.html").exists()  # html not asked for
+    combos = load_results(tmp_path / "r").trials.groupby(["dataset", "arch"]).ngroups
+    assert len(list((tmp_path / "r" / "report_csv").glob("summary_*.csv"))) == combos > 1
+    if kaleido_available():
+        assert len(list((tmp_path / "r" / "report_png").glob("*.png"))) > 0
+    else:
+        assert "PNG export needs the optional package kaleido" in out.err
+    assert main(["report", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_build_report_refuses_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="RESULTS_DIR"):
+        build_report(tmp_path / "missing", tmp_path / "r.html")
+    with pytest.raises(ValueError, match="html, csv, png"):
+        build_report(tmp_path, tmp_path / "r.html", formats=("svg",))
