@@ -115,10 +115,8 @@ def test_autoattack_lies_between_certified_and_clean_accuracy():
     y[:2] = (y[:2] + 1) % 4  # two misclassified images
     clean = 100 * float((logits.argmax(1) == y).double().mean())
     lip = network_lipschitz_bound(model, (1, 6, 6))
-    robust = {eps: autoattack_accuracy(model, x, y, eps, batch_size=12) for eps in (0.5, 36 / 255)}
-    for eps, acc in robust.items():
-        assert certified_accuracy(logits, y, lip, eps) <= acc <= clean
-    assert robust[0.5] < clean  # eps 0.5 breaks some image of this model
+    robust = autoattack_accuracy(model, x, y, 0.5, batch_size=12)  # 36/255 runs inside test_trial
+    assert certified_accuracy(logits, y, lip, 0.5) <= robust < clean  # eps 0.5 breaks some image of this model
     with pytest.raises(ValueError, match="norm"):
         autoattack_accuracy(model, x, y, 0.5, norm="L3")
     with pytest.raises(ValueError, match="at least 5x5"):  # Square's L2 init tiles 5x5 blocks
