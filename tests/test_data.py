@@ -98,6 +98,9 @@ def test_mnist5k_split_is_fixed_stratified_and_disjoint():
     assert not set(train.tolist()) & set(test.tolist())  # disjoint
     assert torch.bincount(labels[train], minlength=10).tolist() == [400] * 10
     assert torch.bincount(labels[test], minlength=10).tolist() == [100] * 10
+    # the file is sorted by digit; the splits are not: prefixes (n_train, n_test) hold every class equally
+    assert torch.bincount(labels[train[:100]], minlength=10).tolist() == [10] * 10
+    assert torch.bincount(labels[test[:30]], minlength=10).tolist() == [3] * 10
 
     bundle = load_dataset("mnist5k", n_train=50, n_test=20, seed=7)  # the seed does not move the split
     assert torch.equal(bundle.train.images, images[train[:50]]) and torch.equal(bundle.test.labels, labels[test[:20]])

@@ -178,3 +178,27 @@ def test_checkpoints_keep_only_the_latest(tmp_path):
         save_checkpoint(tmp_path, epoch, {"epoch": epoch, "w": torch.ones(2)})
     assert [p.name for p in tmp_path.iterdir()] == ["epoch_0003.pt"]
     assert latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_optimizers_and_schedules():
+    from svconv.training import build_optimizer, build_scheduler
+
+    model = torch.nn.Linear(2, 2)
+    adam = build_optimizer(model, "adam", 0.1, weight_decay=1e-4)
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["weight_decay"] == 1e-4
+    sgd = build_optimizer(model, "sgd", 1.0, momentum=0.9)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.9
+    lrs = {}
+    for name in ("multistep", "cosine", "constant"):
+        opt = build_optimizer(model, "sgd", 1.0)
+        sched = build_scheduler(opt, name, 10)
+        lrs[name] = []
+        for _ in range(10):
+            lrs[name].append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+    assert lrs["multistep"] == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert lrs["cosine"] == pytest.approx([0.5 * (1 + math.cos(math.pi * e / 10)) for e in range(10)])
+    assert lrs["constant"] == [1.0] * 10
+    with pytest.raises(ValueError, match="sgd, adam"):
+        build_optimizer(model, "rmsprop", 0.1)
