@@ -295,3 +295,19 @@ def test_soc_on_cuda_matches_cpu():
     x = torch.randn(2, 4, 5, 5, dtype=F64)
     ref = layer(x)
     torch.testing.assert_close(layer.cuda()(x.cuda()).cpu(), ref)
+
+
+def test_soc_cheap_bound_is_a_bound_and_refined_when_loose():
+    """The kernel bound is >= the exact conv bound; the certificate stays >= the dense norm either way, and a
+    loose one (few terms, large norm) is refined to the exact conv bound."""
+    torch.manual_seed(3)
+    shape = (4, 6, 6)
+    tight = SOC(4, 3, train_terms=12, eval_terms=12, padding_mode="circular", dtype=F64).eval()
+    loose = SOC(4, 3, train_terms=2, eval_terms=2, max_norm=3.0, padding_mode="circular", dtype=F64).eval()
+    for layer in (tight, loose):
+        assert layer.cheap_skew_norm_bound() >= layer.skew_norm_bound(shape) * (1 - 1e-12)
+        dense = float(torch.linalg.matrix_norm(dense_operator(layer, shape), ord=2))
+        assert dense <= layer.lipschitz_bound(shape) * (1 + 1e-12)
+    assert 1 <= tight.lipschitz_bound(shape) <= 1 + 1e-9
+    assert loose.lipschitz_bound(shape) == pytest.approx(1 + taylor_tail(loose.skew_norm_bound(shape), 2), rel=1e-12)
+    assert loose.cheap_skew_norm_bound() > loose.skew_norm_bound(shape) * 1.01  # so the refinement matters
