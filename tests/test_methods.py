@@ -127,7 +127,7 @@ def test_clip_tt_layers_through_the_core():
     method.step(model, 0)
     for layer in tts:
         # The full operator (frames included) of the periodic layer: exact after orthogonalisation.
-        full = float(conv_spectral_norm(layer.module.full_weight(), *conv_geometry(layer.module.core, layer.spatial)))
+        full = float(conv_spectral_norm(layer.module.full_weight().detach(), *conv_geometry(layer.module.core, layer.spatial)))
         assert full <= 1.01
         assert method.estimate(model)[layer.name] == pytest.approx(full, rel=1e-4)
 
@@ -291,3 +291,15 @@ def test_parametrised_methods_report_norms_at_most_one(method_name, arch, shape)
         assert dense <= 1.0 + 1e-6, layer.name
         assert est[layer.name] <= dense * (1 + 1e-6) and est[layer.name] > 0.9 * dense, layer.name
     assert max(est.values()) <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("name", ["clip", "gram"])
+def test_exact_methods_refuse_grouped_or_dilated_convs_and_name_the_alternatives(name):
+    from svconv.tt import TTConv2d
+
+    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=2))
+    dilated_tt = nn.Sequential(TTConv2d(4, 4, 3, rank=2, padding=2, dilation=2))
+    for model, layer in ((grouped, "'0'"), (dilated_tt, "'0.core'")):
+        with pytest.raises(ValueError, match=f"{name}.*{layer}.*'division' or 'fastclip'"):
+            get_method(name).attach(model, (4, 8, 8))
+    get_method("division").attach(grouped, (4, 8, 8))  # the alternative it names accepts the layer

@@ -151,8 +151,15 @@ def padding_norm(conv: nn.Module, spatial: Sequence[int]) -> float:
     return _copy_norm(pads, tuple(int(v) for v in spatial), conv.padding_mode)
 
 
-def check_plain_conv(layer_name: str, conv: nn.Module, method: str) -> None:
-    """Exact spectral routines need groups = 1 and dilation 1; say which methods handle the rest."""
+def check_plain_conv(layer: Layer, method: str) -> None:
+    """Exact spectral routines need groups = 1 and dilation 1 (of a conv, or of a TT layer's core); say
+    which methods handle the rest. Other layer kinds pass."""
+    if layer.kind == "conv":
+        layer_name, conv = layer.name, layer.module
+    elif layer.kind == "tt":
+        layer_name, conv = layer.name + ".core", layer.module.core
+    else:
+        return
     if conv.groups != 1 or any(d != 1 for d in conv.dilation):
         raise ValueError(
             f"method {method!r} cannot control layer {layer_name!r} (groups={conv.groups}, "

@@ -31,10 +31,7 @@ class GramRescale(SVMethod):
     name = "gram"
 
     def check_layer(self, layer: Layer) -> None:
-        if layer.kind == "conv":
-            check_plain_conv(layer.name, layer.module, self.name)
-        elif layer.kind == "tt":
-            check_plain_conv(layer.name + ".core", layer.module.core, self.name)
+        check_plain_conv(layer, self.name)
 
     def control(self) -> None:
         for layer in self.layers:
