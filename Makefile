@@ -23,6 +23,7 @@ browser:
 
 demo: venv
 	$(VENV)/bin/svconv sweep run sweeps/demo.yaml --results $(RESULTS)
+	$(VENV)/bin/svconv bench quick --results $(RESULTS)
 	$(VENV)/bin/svconv report $(RESULTS) -o $(RESULTS)/report.html
 	@echo "demo: results in $(RESULTS)/ and report in $(RESULTS)/report.html"
 

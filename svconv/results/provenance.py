@@ -1,0 +1,50 @@
+"""Where and with what a row was produced: device, host, library versions, git commit."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the svconv checkout, or None outside a git work tree."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def device_name(device: torch.device | str) -> str:
+    """Human-readable name of ``device`` (the GPU model on CUDA, 'cpu' otherwise)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Provenance columns shared by every table: device name, host, versions, commit."""
+    return {
+        "device_name": device_name(device),
+        "host": socket.gethostname(),
+        "torch_version": torch.__version__,
+        "ray_version": _version("ray"),
+        "svconv_version": _version("svconv"),
+        "git_commit": git_commit(),
+    }

@@ -1,0 +1,160 @@
+"""The Parquet results schema: the one place that names every column.
+
+``RESULTS_DIR/<table>/<file_id>.parquet`` for table in ``trials``, ``epochs``, ``layers``, ``bench``.
+Readers pass these schemas explicitly, so files written by an older version read with the new
+columns as nulls. Bump ``SCHEMA_VERSION`` when a column changes meaning; adding one does not need it.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+TABLES = ("trials", "epochs", "layers", "bench")
+
+#: Trial options that are columns of ``trials`` (the full config is also kept as JSON).
+CONFIG_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
+    ("arch", pa.string()),
+    ("dataset", pa.string()),
+    ("method", pa.string()),
+    ("rank", pa.int64()),  # null: full (not TT-compressed)
+    ("clip_to", pa.float64()),
+    ("lam", pa.float64()),
+    ("seed", pa.int64()),
+    ("epochs", pa.int64()),
+    ("batch_size", pa.int64()),
+    ("lr", pa.float64()),
+    ("optimizer", pa.string()),
+    ("schedule", pa.string()),
+    ("clip_every", pa.int64()),
+)
+
+_PROVENANCE = [
+    pa.field("device_name", pa.string()),
+    pa.field("host", pa.string()),
+    pa.field("torch_version", pa.string()),
+    pa.field("ray_version", pa.string()),
+    pa.field("svconv_version", pa.string()),
+    pa.field("git_commit", pa.string()),
+    pa.field("start_time", pa.timestamp("us", tz="UTC")),
+    pa.field("end_time", pa.timestamp("us", tz="UTC")),
+    pa.field("schema_version", pa.int64()),
+]
+
+TRIALS = pa.schema(
+    [
+        pa.field("trial_id", pa.string()),
+        pa.field("sweep", pa.string()),
+        pa.field("status", pa.string()),  # ok | diverged | failed
+        pa.field("error", pa.string()),
+        *[pa.field(name, typ) for name, typ in CONFIG_FIELDS],
+        pa.field("config_json", pa.string()),
+        # metrics, accuracies and ECE in percent
+        pa.field("clean_acc", pa.float64()),
+        pa.field("ece", pa.float64()),
+        pa.field("cra_36", pa.float64()),
+        pa.field("cra_72", pa.float64()),
+        pa.field("cra_108", pa.float64()),
+        pa.field("cra_255", pa.float64()),
+        pa.field("autoattack_05", pa.float64()),
+        pa.field("autoattack_36", pa.float64()),
+        pa.field("aa_clean_acc", pa.float64()),  # clean accuracy on the AutoAttack images
+        pa.field("corruption_acc", pa.float64()),
+        pa.field("lipschitz_bound", pa.float64()),
+        pa.field("emp_lip_max", pa.float64()),
+        pa.field("emp_lip_hist", pa.list_(pa.float64())),  # per-image ratios
+        pa.field("compression", pa.float64()),
+        pa.field("final_train_loss", pa.float64()),
+        pa.field("epochs_done", pa.int64()),
+        # timings in seconds, memory in MiB
+        pa.field("train_time_s", pa.float64()),
+        pa.field("control_time_s", pa.float64()),
+        pa.field("control_share", pa.float64()),
+        pa.field("epoch_time_s", pa.float64()),  # mean over epochs
+        pa.field("peak_mem_mb", pa.float64()),
+        *_PROVENANCE,
+    ]
+)
+
+EPOCHS = pa.schema(
+    [
+        pa.field("trial_id", pa.string()),
+        pa.field("sweep", pa.string()),
+        pa.field("epoch", pa.int64()),  # 1-based
+        pa.field("train_loss", pa.float64()),
+        pa.field("train_acc", pa.float64()),
+        pa.field("test_acc", pa.float64()),
+        pa.field("orth_loss", pa.float64()),
+        pa.field("lr", pa.float64()),
+        pa.field("epoch_time_s", pa.float64()),
+        pa.field("control_time_s", pa.float64()),
+        pa.field("schema_version", pa.int64()),
+    ]
+)
+
+LAYERS = pa.schema(
+    [
+        pa.field("trial_id", pa.string()),
+        pa.field("sweep", pa.string()),
+        pa.field("layer", pa.string()),  # module path in the model
+        pa.field("kind", pa.string()),  # conv | tt | linear | bn | soc | aol
+        pa.field("spectral_norm", pa.float64()),
+        pa.field("norm_method", pa.string()),  # exact | gram | power
+        pa.field("lipschitz_bound", pa.float64()),  # certified per-layer bound (>= spectral_norm)
+        pa.field("c_in", pa.int64()),
+        pa.field("c_out", pa.int64()),
+        pa.field("kernel", pa.string()),  # e.g. "3x3"
+        pa.field("stride", pa.int64()),
+        pa.field("input_size", pa.string()),  # e.g. "32x32"
+        pa.field("rank", pa.int64()),
+        pa.field("schema_version", pa.int64()),
+    ]
+)
+
+BENCH = pa.schema(
+    [
+        pa.field("bench_id", pa.string()),
+        pa.field("suite", pa.string()),
+        pa.field("scope", pa.string()),  # layer | model
+        pa.field("arch", pa.string()),  # for scope == model
+        pa.field("method", pa.string()),
+        pa.field("tt", pa.bool_()),
+        pa.field("rank", pa.int64()),
+        pa.field("c_in", pa.int64()),
+        pa.field("c_out", pa.int64()),
+        pa.field("kernel", pa.string()),
+        pa.field("input_size", pa.string()),
+        pa.field("stride", pa.int64()),
+        pa.field("padding", pa.string()),
+        pa.field("ndim", pa.int64()),
+        pa.field("device", pa.string()),  # cpu | cuda
+        pa.field("dtype", pa.string()),
+        pa.field("threads", pa.int64()),  # torch CPU threads during the measurement
+        pa.field("repeats", pa.int64()),
+        pa.field("iters", pa.int64()),  # iterations of an iterative method (power, clip passes, ...)
+        pa.field("k", pa.int64()),  # PowerQR: number of top singular values
+        pa.field("exact_method", pa.string()),  # how exact_value was obtained: fft | dense | lanczos | target
+        pa.field("time_median_s", pa.float64()),
+        pa.field("time_iqr_s", pa.float64()),
+        pa.field("time_min_s", pa.float64()),
+        pa.field("peak_mem_mb", pa.float64()),
+        pa.field("value", pa.float64()),
+        pa.field("exact_value", pa.float64()),
+        pa.field("gap", pa.float64()),  # (value - exact) / exact, signed
+        pa.field("flops", pa.float64()),
+        pa.field("theory_speedup", pa.float64()),
+        pa.field("status", pa.string()),  # ok | skipped | failed
+        pa.field("reason", pa.string()),
+        *_PROVENANCE,
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {"trials": TRIALS, "epochs": EPOCHS, "layers": LAYERS, "bench": BENCH}
+
+
+def schema_for(table: str) -> pa.Schema:
+    """The schema of ``table``; raises ValueError naming the allowed tables."""
+    if table not in SCHEMAS:
+        raise ValueError(f"table must be one of {', '.join(TABLES)}; got {table!r}")
+    return SCHEMAS[table]
