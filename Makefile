@@ -24,6 +24,7 @@ browser:
 demo: venv
 	$(VENV)/bin/svconv sweep run sweeps/demo.yaml --results $(RESULTS)
 	$(VENV)/bin/svconv bench quick --results $(RESULTS)
+	$(VENV)/bin/svconv bench --name demo-scaling --grid method=exact,exact-torch channels=8,16,32 input_size=8,16,32 threads=1 --results $(RESULTS)
 	$(VENV)/bin/svconv report $(RESULTS) -o $(RESULTS)/report.html
 	@echo "demo: results in $(RESULTS)/ and report in $(RESULTS)/report.html"
 

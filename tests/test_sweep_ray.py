@@ -41,11 +41,12 @@ from svconv_cli.main import main as svconv_main  # noqa: E402
 TINY = "{arch: small-cnn, dataset: synthetic, n_train: 256, n_test: 64, emp_lip_n: 16, batch_size: 64, device: cpu}"
 
 
-def tiny_spec(name: str, seeds: int, epochs: int = 1, retries: int = 1, extra: str = "") -> str:
+def tiny_spec(name: str, seeds: int, epochs: int = 1, retries: int = 1, extra: str = "", n_train: int = 256) -> str:
+    fixed = TINY.replace("n_train: 256", f"n_train: {n_train}")
     return textwrap.dedent(
         f"""\
         name: {name}
-        fixed: {TINY[:-1]}, epochs: {epochs}}}
+        fixed: {fixed[:-1]}, epochs: {epochs}}}
         grid:
           case:
         """
@@ -202,11 +203,13 @@ class WatchNode(ray.tune.Callback):
 
 
 def test_a_lost_worker_node_is_survived_with_retries(cluster, tmp_path):
-    spec = parse_spec(tiny_spec("lostnode", seeds=6, epochs=3, retries=2), source="lostnode.yaml")
+    # epochs long enough (a few tenths of a second each) that the victim's trial is still running when its
+    # node goes: on a fast machine 256 images finish the remaining epochs before the node is removed
+    spec = parse_spec(tiny_spec("lostnode", seeds=6, epochs=4, retries=2, n_train=4096), source="lostnode.yaml")
     results = tmp_path / "results"
     box = {}
     victim = cluster.workers[-1]
-    watch = WatchNode(victim.node_id, before_epoch=3)
+    watch = WatchNode(victim.node_id, before_epoch=2)
 
     def drive() -> None:
         try:
@@ -233,4 +236,4 @@ def test_a_lost_worker_node_is_survived_with_retries(cluster, tmp_path):
     assert outcome.ok, format_status(outcome.status)
     assert_one_row_per_trial(results, spec)
     rows = trial_rows(results, "lostnode")
-    assert (rows["status"] == "ok").all() and (rows["epochs_done"] == 3).all()
+    assert (rows["status"] == "ok").all() and (rows["epochs_done"] == 4).all()
