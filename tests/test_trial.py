@@ -202,3 +202,17 @@ def test_optimizers_and_schedules():
     assert lrs["constant"] == [1.0] * 10
     with pytest.raises(ValueError, match="sgd, adam"):
         build_optimizer(model, "rmsprop", 0.1)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("method,arch,rank", [("clip", "small-cnn", None), ("division", "small-cnn", 4), ("soc", "lipconvnet-5", None)])
+def test_a_cuda_trial_with_mixed_precision(tmp_path, method, arch, rank):
+    """On a GPU: AMP training, control steps and every end-of-trial metric run on CUDA and land as rows."""
+    config = TrialConfig(arch=arch, method=method, rank=rank, lr=0.05, amp=True, aa_n=8,
+                         **{**TINY, "device": "cuda", "n_train": 64, "n_test": 32, "batch_size": 16})
+    row = run_trial(config, tmp_path, sweep="t", progress=False)
+    assert row["status"] == "ok", row["error"]
+    t = _only_row(tmp_path)
+    assert t.device_name == torch.cuda.get_device_name()
+    assert t.peak_mem_mb > 0 and 0 <= t.autoattack_05 <= t.clean_acc
+    assert len(read_table(tmp_path, "epochs")) == 1
