@@ -376,18 +376,10 @@ def _measure_layer(cfg: Mapping[str, Any]) -> dict[str, Any]:
         method, cfg["c_out"], cfg["c_in"], cfg["kernel"], grid if periodic_method else cfg["input_size"],
         stride if periodic_method else (cfg["stride"],) * len(grid), iters=cfg["iters"], k=cfg["k"], ranks=ranks,
     )  # fmt: skip
-    return {
-        "time_median_s": timing.median,
-        "time_iqr_s": timing.iqr,
-        "time_min_s": timing.min,
-        "peak_mem_mb": mem,
-        "value": value,
-        "exact_value": exact,
-        "exact_method": exact_method,
-        "gap": (value - exact) / exact if exact else None,
-        "flops": flops,
-        "theory_speedup": theory.tt_theory_speedup(cfg["c_out"], cfg["c_in"], ranks[0], ranks[1], stride) if ranks else None,
-    }
+    return _measured(
+        timing, mem, value, exact, exact_method, (value - exact) / exact if exact else None, flops,
+        theory.tt_theory_speedup(cfg["c_out"], cfg["c_in"], ranks[0], ranks[1], stride) if ranks else None,
+    )
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -495,18 +487,7 @@ def _measure_model(cfg: Mapping[str, Any]) -> dict[str, Any]:
         gap = (value - exact) / exact
     flops, plain_flops = _model_flops(method, layers, cfg["iters"])
     tt = cfg["rank"] is not None
-    return {
-        "time_median_s": timing.median,
-        "time_iqr_s": timing.iqr,
-        "time_min_s": timing.min,
-        "peak_mem_mb": mem,
-        "value": value,
-        "exact_value": exact,
-        "exact_method": exact_method,
-        "gap": gap,
-        "flops": flops,
-        "theory_speedup": plain_flops / flops if tt and flops else None,
-    }
+    return _measured(timing, mem, value, exact, exact_method, gap, flops, plain_flops / flops if tt and flops else None)
 
 
 def _measure_soc(cfg: Mapping[str, Any], model: nn.Module, input_shape: Sequence[int], device: torch.device) -> dict[str, Any]:
@@ -546,4 +527,21 @@ def _measure_soc(cfg: Mapping[str, Any], model: nn.Module, input_shape: Sequence
         "gap": value - 1.0,
         "flops": None,
         "theory_speedup": None,
+    }
+
+
+def _measured(timing: Any, mem: float | None, value: float | None, exact: float | None, exact_method: str | None,
+              gap: float | None, flops: float | None, theory_speedup: float | None) -> dict[str, Any]:
+    """The measured columns of a BENCH row (times in seconds, memory in MiB)."""
+    return {
+        "time_median_s": timing.median,
+        "time_iqr_s": timing.iqr,
+        "time_min_s": timing.min,
+        "peak_mem_mb": mem,
+        "value": value,
+        "exact_value": exact,
+        "exact_method": exact_method,
+        "gap": gap,
+        "flops": flops,
+        "theory_speedup": theory_speedup,
     }
