@@ -102,17 +102,36 @@ def conv_operator_bound(
     k = tuple(w.shape[2:])
     if any(nj + l + r < kj for nj, (l, r), kj in zip(n, pads, k)):
         raise ValueError(f"input_size {n} with padding {pads} is smaller than the (dilated) kernel {k}")
+    grid, periodic = periodic_grid(n, pads, k, s, padding_mode)
+    return (1.0 if periodic else pad_norm) * float(conv_spectral_norm(w, grid, s)) * (1 + ROUNDING)
+
+
+def periodic_grid(
+    input_size: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding_mode: str,
+) -> tuple[tuple[int, ...], bool]:
+    """``(grid, periodic)``: the periodic grid whose convolution holds every output of the layer.
+
+    ``periodic``: circular padding of at most ``k - 1`` in total, a kernel no larger than the input and a
+    stride dividing it; every output is then an output of the periodic operator on the input grid itself
+    (shifted by ``left``), and ``grid`` is ``input_size``. Otherwise the smallest multiple of the stride that
+    holds the padded input (and the kernel), reached from the input through the padding map.
+    """
+    n = tuple(int(v) for v in input_size)
     if (
         padding_mode == "circular"
-        and all(l + r <= kj - 1 for (l, r), kj in zip(pads, k))
-        and all(kj <= nj and nj % sj == 0 for kj, nj, sj in zip(k, n, s))
+        and all(l + r <= kj - 1 for (l, r), kj in zip(pads, kernel_size))
+        and all(kj <= nj and nj % sj == 0 for kj, nj, sj in zip(kernel_size, n, stride))
     ):
-        # Every output is an output of the periodic operator on the input grid (shifted by `left`).
-        return float(conv_spectral_norm(w, n, s)) * (1 + ROUNDING)
+        return n, True
     grid = tuple(
-        max(math.ceil((nj + l + r) / sj), math.ceil(kj / sj)) * sj for nj, (l, r), kj, sj in zip(n, pads, k, s)
+        max(math.ceil((nj + l + r) / sj), math.ceil(kj / sj)) * sj
+        for nj, (l, r), kj, sj in zip(n, pads, kernel_size, stride)
     )
-    return pad_norm * float(conv_spectral_norm(w, grid, s)) * (1 + ROUNDING)
+    return grid, False
 
 
 def conv_lipschitz_bound(conv: nn.Module, input_shape: Sequence[int]) -> float:

@@ -10,7 +10,6 @@ batch norm, and the parametrised AOL/SOC layers) and records each layer's input 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from svconv.layers.conv_bound import padding_norm as _copy_norm
-from svconv.layers.conv_bound import side_padding
+from svconv.layers.conv_bound import periodic_grid, side_padding
 from svconv.models.shapes import input_shapes
 
 CONV_TYPES = (nn.Conv2d, nn.Conv3d)
@@ -117,16 +116,7 @@ def conv_geometry(conv: nn.Module, spatial: Sequence[int]) -> tuple[tuple[int, .
     of the periodic convolution on that grid (``svconv.layers.conv_bound``), so the grid's spectral norm
     times ``padding_norm`` bounds the layer's.
     """
-    n = tuple(int(v) for v in spatial)
-    s = tuple(conv.stride)
-    if is_periodic(conv, n):
-        return n, s
-    pads = side_padding(conv.padding, conv.kernel_size, conv.dilation)
-    grid = tuple(
-        max(math.ceil((nj + l + r) / sj), math.ceil(kj / sj)) * sj
-        for nj, (l, r), kj, sj in zip(n, pads, conv.kernel_size, s)
-    )
-    return grid, s
+    return _periodic_grid(conv, spatial)[0], tuple(conv.stride)
 
 
 def is_periodic(conv: nn.Module, spatial: Sequence[int]) -> bool:
@@ -134,12 +124,12 @@ def is_periodic(conv: nn.Module, spatial: Sequence[int]) -> bool:
 
     True for circular padding of at most ``k - 1`` in total with a stride dividing the input.
     """
+    return _periodic_grid(conv, spatial)[1]
+
+
+def _periodic_grid(conv: nn.Module, spatial: Sequence[int]) -> tuple[tuple[int, ...], bool]:
     pads = side_padding(conv.padding, conv.kernel_size, conv.dilation)
-    return (
-        conv.padding_mode == "circular"
-        and all(l + r <= kj - 1 for (l, r), kj in zip(pads, conv.kernel_size))
-        and all(int(nj) % sj == 0 and kj <= nj for nj, sj, kj in zip(spatial, conv.stride, conv.kernel_size))
-    )
+    return periodic_grid(spatial, pads, conv.kernel_size, conv.stride, conv.padding_mode)
 
 
 def padding_norm(conv: nn.Module, spatial: Sequence[int]) -> float:
