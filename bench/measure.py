@@ -516,18 +516,7 @@ def _measure_soc(cfg: Mapping[str, Any], model: nn.Module, input_shape: Sequence
             float((y - layer.module(torch.zeros_like(x))).norm() / x.norm()) for layer, x, y in zip(layers, xs, timing.result)
         ]
     value = max(ratios)
-    return {
-        "time_median_s": timing.median,
-        "time_iqr_s": timing.iqr,
-        "time_min_s": timing.min,
-        "peak_mem_mb": timing.peak_mem_mb,
-        "value": value,
-        "exact_value": 1.0,
-        "exact_method": "target",
-        "gap": value - 1.0,
-        "flops": None,
-        "theory_speedup": None,
-    }
+    return _measured(timing, timing.peak_mem_mb, value, 1.0, "target", value - 1.0, None, None)
 
 
 def _measured(timing: Any, mem: float | None, value: float | None, exact: float | None, exact_method: str | None,

@@ -10,8 +10,6 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from svconv.results.store import config_id
-
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("multistep", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
@@ -99,6 +97,8 @@ class TrialConfig:
         """Deterministic id: hash of the sweep name and every field that defines the experiment."""
         ident = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("id", True)}
         ident["sweep"] = sweep
+        from svconv.results.store import config_id  # pandas/pyarrow: not at import, so `svconv --help` stays fast
+
         return config_id(ident)
 
 

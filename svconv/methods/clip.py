@@ -34,8 +34,7 @@ class ExactClip(SVMethod):
             if layer.kind == "conv":
                 grid, stride = conv_geometry(m, layer.spatial)
                 m.weight.copy_(clip_conv_singular_values(m.weight, grid, self.clip_to, stride, n_iter=self.clip_iters))
-            elif layer.kind == "tt":
-                m.orthogonalize_()
+            elif layer.kind == "tt":  # clip_ orthogonalises the frames first
                 grid, _ = conv_geometry(m.core, layer.spatial)
                 m.clip_(self.clip_to, grid, n_iter=self.clip_iters)
             elif layer.kind == "linear":
