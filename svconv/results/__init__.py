@@ -1,7 +1,17 @@
 """Results: the Parquet schema, atomic writers and readers, provenance of a run."""
 
 from svconv.results.schema import SCHEMA_VERSION, SCHEMAS, TABLES, schema_for
-from svconv.results.store import canonical_json, config_id, read_table, write_rows
+from svconv.results.store import (
+    DamagedFile,
+    canonical_json,
+    check_writable,
+    config_id,
+    damaged_files,
+    describe_damaged,
+    read_table,
+    read_table_checked,
+    write_rows,
+)
 from svconv.results.provenance import provenance
 
 __all__ = [
@@ -12,6 +22,11 @@ __all__ = [
     "canonical_json",
     "config_id",
     "read_table",
+    "read_table_checked",
+    "damaged_files",
+    "describe_damaged",
+    "DamagedFile",
+    "check_writable",
     "write_rows",
     "provenance",
 ]

@@ -7,9 +7,10 @@ import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def _version(package: str) -> str | None:
@@ -32,6 +33,8 @@ def git_commit() -> str | None:
 
 def device_name(device: torch.device | str) -> str:
     """Human-readable name of ``device`` (the GPU model on CUDA, 'cpu' otherwise)."""
+    import torch  # here, not at import: readers of results (the report) need no torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -40,6 +43,8 @@ def device_name(device: torch.device | str) -> str:
 
 def provenance(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Provenance columns shared by every table: device name, host, versions, commit."""
+    import torch
+
     return {
         "device_name": device_name(device),
         "host": socket.gethostname(),

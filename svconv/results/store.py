@@ -1,23 +1,37 @@
-"""Atomic Parquet I/O: one writer per file, named by a deterministic id.
+"""Atomic Parquet I/O: one writer per file, named by a deterministic id; readers that survive damage.
 
-A retried or re-run trial writes the same ``<id>.parquet`` again and so replaces its rows.
+A retried or re-run trial writes the same ``<id>.parquet`` again and so replaces its rows. A write goes
+to a temporary ``.<id>.<random>.tmp`` in the same folder, is fsynced, renamed over the final name, and
+the folder is fsynced: after a crash a file is either the old one, the new one, or a stale ``.tmp``
+(removed later by writers of that id and by readers, once older than ``STALE_TMP_S``).
+
+Readers skip a damaged file (zero bytes, truncated, not Parquet) and list it (:class:`DamagedFile`);
+they never fail on one. A folder of many per-trial files is read through a compacted copy
+(:mod:`svconv.results.compact`), so a 10,000-trial sweep reports in seconds.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import tempfile
+import time
 import uuid
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from svconv.results.schema import SCHEMA_VERSION, schema_for
+from svconv.results.schema import SCHEMA_VERSION, TABLES, schema_for
+
+#: A ``.tmp`` file older than this (seconds) belongs to a writer that was killed: it is removed.
+STALE_TMP_S = 600.0
 
 
 def canonical_json(config: Mapping[str, Any]) -> str:
@@ -28,6 +42,16 @@ def canonical_json(config: Mapping[str, Any]) -> str:
 def config_id(config: Mapping[str, Any], length: int = 16) -> str:
     """Deterministic id of a config: the first ``length`` hex digits of its canonical SHA-256."""
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class DamagedFile:
+    """A results file that could not be read: ``file_id`` is the trial id for trial tables."""
+
+    table: str
+    file_id: str
+    path: Path
+    reason: str
 
 
 def _conform(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -43,7 +67,7 @@ def _conform(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
 
 
 def write_rows(results_dir: str | os.PathLike, table: str, file_id: str, rows: Iterable[Mapping[str, Any]]) -> Path:
-    """Write ``rows`` as ``results_dir/table/file_id.parquet``, atomically (temporary name, then rename).
+    """Write ``rows`` as ``results_dir/table/file_id.parquet``, atomically and durably.
 
     Columns missing from a row are null; a column not in the schema is an error.
     Returns the final path.
@@ -53,20 +77,117 @@ def write_rows(results_dir: str | os.PathLike, table: str, file_id: str, rows: I
     folder = Path(results_dir) / table
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{file_id}.parquet"
-    tmp = folder / f".{file_id}.{uuid.uuid4().hex}.tmp"
-    pq.write_table(data, tmp)
-    os.replace(tmp, final)
+    remove_stale_tmp(folder, prefix=f".{file_id}.")
+    atomic_write_table(data, final)
     return final
 
 
-def read_table(results_dir: str | os.PathLike, table: str) -> pd.DataFrame:
-    """All rows of ``table`` under ``results_dir`` as a DataFrame with every schema column.
+def atomic_write_table(data: pa.Table, final: Path, metadata: Mapping[bytes, bytes] | None = None) -> None:
+    """Write ``data`` to ``final`` through an fsynced temporary file, a rename and an fsync of the folder."""
+    if metadata:
+        data = data.replace_schema_metadata({**(data.schema.metadata or {}), **metadata})
+    tmp = final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            pq.write_table(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(final.parent)
 
-    Missing folder or no files: an empty frame with the schema's columns.
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems cannot fsync a folder; the rename still happened
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def remove_stale_tmp(folder: Path, prefix: str = ".", older_than_s: float = STALE_TMP_S) -> list[Path]:
+    """Remove ``<prefix>*.tmp`` files in ``folder`` last modified more than ``older_than_s`` ago; returns them."""
+    removed = []
+    cutoff = time.time() - older_than_s
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        if e.name.startswith(prefix) and e.name.endswith(".tmp"):
+            try:
+                if e.stat().st_mtime < cutoff:
+                    os.unlink(e.path)
+                    removed.append(Path(e.path))
+            except OSError:  # gone already, or not ours to remove
+                pass
+    return removed
+
+
+def read_table(results_dir: str | os.PathLike, table: str) -> pd.DataFrame:
+    """All readable rows of ``table`` under ``results_dir`` as a DataFrame with every schema column.
+
+    Missing folder or no files: an empty frame with the schema's columns. Damaged files are skipped with
+    a warning naming them; :func:`read_table_checked` returns them instead.
     """
+    frame, damaged = read_table_checked(results_dir, table)
+    if damaged:
+        warnings.warn(describe_damaged(damaged), stacklevel=2)
+    return frame
+
+
+def read_table_checked(results_dir: str | os.PathLike, table: str) -> tuple[pd.DataFrame, list[DamagedFile]]:
+    """``(rows, damaged files)`` of ``table`` under ``results_dir``: every readable file's rows, and the
+    files that could not be read (zero-byte, truncated, not Parquet), which are skipped."""
+    from svconv.results.compact import read_folder
+
     schema = schema_for(table)
-    folder = Path(results_dir) / table
-    files = sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
-    if not files:
-        return schema.empty_table().to_pandas()
-    return ds.dataset(files, schema=schema, format="parquet").to_table().to_pandas()
+    data, damaged = read_folder(Path(results_dir) / table, schema)
+    return data.to_pandas(), [DamagedFile(table, p.stem, p, why) for p, why in damaged]
+
+
+def damaged_files(results_dir: str | os.PathLike, tables: Iterable[str] = TABLES) -> list[DamagedFile]:
+    """Every damaged file of ``tables`` under ``results_dir``. For ``trials``, ``epochs`` and ``layers`` the
+    ``file_id`` is the trial whose rows are lost: run it again (its new files replace the damaged ones)."""
+    out: list[DamagedFile] = []
+    for table in tables:
+        out.extend(read_table_checked(results_dir, table)[1])
+    return out
+
+
+def describe_damaged(damaged: Iterable[DamagedFile]) -> str:
+    """One line per damaged file, for warnings and CLI messages."""
+    items = list(damaged)
+    return f"{len(items)} damaged results file(s) skipped:\n" + "\n".join(f"  {d.path}: {d.reason}" for d in items)
+
+
+def check_writable(results_dir: str | os.PathLike) -> Path:
+    """Check that results can be written under ``results_dir`` (created if missing) before any work starts.
+
+    Creates the folder and a probe file in it, then removes the probe. Raises ValueError saying why not
+    (a file is in the way, permission denied, read-only file system, ...). Returns the folder.
+    """
+    path = Path(results_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"results folder {str(path)!r} is not writable: it is an existing file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".svconv-write-check.", suffix=".tmp", dir=path)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"results folder {str(path)!r} is not writable: {exc.strerror or exc}") from exc
+    return path

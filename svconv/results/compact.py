@@ -1,0 +1,142 @@
+"""Reading a table folder of many per-trial files fast: a compacted copy, kept up to date by readers.
+
+Sweeps write one small file per trial and table (the unit of atomic writes); opening 30,000 of them
+costs about 2 ms each. So a reader keeps ``<table>/_compacted/rows.parquet``: the rows of every file it
+read, each tagged with its file name, and (in the file's metadata) a manifest of the ``(inode, size,
+mtime)`` each came from. The next reader lists the folder, takes the rows of unchanged files from the
+compacted copy and reads only new or rewritten files. Removed files drop out; damaged ones are never
+compacted, so they stay listed until rewritten. The copy is only a cache: unreadable, from another
+schema, or in a read-only folder, it is ignored and the per-trial files are read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+#: The compacted copy is rewritten when a read had to open at least this many files one by one.
+COMPACT_MIN = 64
+CACHE_DIR = "_compacted"
+_FILE = "_file"  # column of the compacted copy: the per-trial file a row came from
+_KEY = b"svconv.compact"
+
+Stat = tuple[int, int, int]  # inode, size (bytes), mtime (ns): a rewrite (a rename of a new file) changes it
+
+
+def read_folder(folder: Path, schema: pa.Schema) -> tuple[pa.Table, list[tuple[Path, str]]]:
+    """Rows of every readable ``*.parquet`` in ``folder`` (in file-name order), and the damaged files with why.
+
+    Also removes stale ``.tmp`` files of killed writers and refreshes the compacted copy when worthwhile.
+    """
+    from svconv.results.store import remove_stale_tmp
+
+    files = _list_files(folder)
+    if not files:
+        return schema.empty_table(), []
+    remove_stale_tmp(folder)
+    tagged = schema.append(pa.field(_FILE, pa.string()))
+    signature = hashlib.sha256(str(tagged).encode()).hexdigest()[:16]
+    cached, manifest = _load_cache(folder / CACHE_DIR / "rows.parquet", tagged, signature)
+    fresh = {name: st for name, st in files.items() if manifest.get(name) == st}
+    stale = sorted(set(files) - set(fresh))
+    parts = [cached.filter(pc.is_in(cached[_FILE], pa.array(sorted(fresh), pa.string())))] if fresh else []
+    damaged: list[tuple[Path, str]] = []
+    read: dict[str, Stat] = {}
+    groups: list[tuple[pa.Schema, list[pa.Table], list[str]]] = []  # files written with one schema
+    for name in stale:
+        outcome = _read_one(folder / name)
+        if isinstance(outcome, str):
+            damaged.append((folder / name, outcome))
+            continue
+        table, st = outcome
+        table = table.append_column(_FILE, pa.array([name] * table.num_rows, pa.string()))
+        group = next((g for g in groups if g[0].equals(table.schema)), None)
+        if group is None:
+            group = (table.schema, [], [])
+            groups.append(group)
+        group[1].append(table)
+        group[2].append(name)
+        read[name] = st
+    for _, tables, names in groups:  # one cast per schema: casting each small table costs more than reading it
+        try:
+            parts.append(_to_schema(pa.concat_tables(tables), tagged))
+        except (pa.ArrowException, ValueError) as exc:
+            why = f"columns do not match the results schema ({type(exc).__name__}: {str(exc).strip()[:300]})"
+            damaged.extend((folder / n, why) for n in names)
+            for n in names:
+                del read[n]
+    rows = pa.concat_tables(parts).combine_chunks() if parts else tagged.empty_table()
+    rows = rows.sort_by(_FILE)
+    if len(read) >= COMPACT_MIN:
+        _save_cache(folder / CACHE_DIR, rows, {**fresh, **read}, signature)
+    return rows.drop_columns([_FILE]), damaged
+
+
+def _list_files(folder: Path) -> dict[str, Stat]:
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    out = {}
+    for e in entries:
+        if e.name.endswith(".parquet"):
+            try:
+                st = e.stat()
+            except FileNotFoundError:  # removed while listing
+                continue
+            if e.is_file():
+                out[e.name] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _to_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns: missing ones null (files of an older version), others cast."""
+    cols = [
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _read_one(path: Path) -> tuple[pa.Table, Stat] | str:
+    """The file's rows and the stat of exactly the file read, or why it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_size == 0:
+                return "empty file (0 bytes): its writer was killed or the disk filled"
+            table = pq.ParquetFile(f).read()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        return f"not a readable Parquet file ({type(exc).__name__}: {str(exc).strip()[:300]})"
+    return table, (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _load_cache(path: Path, tagged: pa.Schema, signature: str) -> tuple[pa.Table, dict[str, Stat]]:
+    try:
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[_KEY])
+        if meta["signature"] != signature:
+            raise ValueError("written for another schema")
+        manifest = {name: tuple(st) for name, st in meta["files"].items()}
+        return table.replace_schema_metadata(None).cast(tagged), manifest
+    except (FileNotFoundError, pa.ArrowException, OSError, ValueError, KeyError, TypeError):
+        return tagged.empty_table(), {}  # no usable copy: read every file
+
+
+def _save_cache(folder: Path, rows: pa.Table, manifest: dict[str, Stat], signature: str) -> None:
+    from svconv.results.store import atomic_write_table
+    meta = json.dumps({"signature": signature, "files": manifest}, separators=(",", ":")).encode()
+    from svconv.results.store import remove_stale_tmp
+
+    try:
+        folder.mkdir(exist_ok=True)
+        remove_stale_tmp(folder)
+        atomic_write_table(rows, folder / "rows.parquet", {_KEY: meta})
+    except OSError:  # a read-only results folder: readers still work, only slower
+        pass
