@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from sweeps.jobs import TOKEN_HELP
+
 DESCRIPTION = """Run a grid of training trials (a spec in sweeps/*.yaml) on Ray Tune, locally or on a cluster.
 Each trial writes its Parquet rows under the results folder by trial id (a hash of its config), so
 retries and re-runs replace rows instead of duplicating them.
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("run", help="validate a spec and run its trials with Ray Tune",
                        description="Validate SPEC completely, then run every trial with ray.tune.Tuner.")
-    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML), e.g. sweeps/demo.yaml")
+    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML), e.g. sweeps/demo.yaml; - reads it from stdin")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join: 'auto' (the cluster this node belongs to) or HOST:PORT of its GCS; "
                         "default: start a local Ray instance")
@@ -42,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default=None, metavar="DIR", help="results folder on the cluster (shared by all nodes)")
     p.add_argument("--storage", default=None, metavar="DIR", help="storage root on the cluster (default: the cluster's)")
     p.add_argument("--wait", action="store_true", help="follow the job's logs until it ends; exit with its exit status")
+    p.add_argument("--token-file", default=None, metavar="FILE", help=TOKEN_HELP)
 
     p = sub.add_parser("resume", help="continue an interrupted sweep (finished trials are not run again)",
                        description="Tuner.restore the sweep NAME: unfinished trials continue from their last "
@@ -59,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", default=None, metavar="DIR", help=STORAGE_HELP)
     p.add_argument("--full-errors", action="store_true", help="print whole error tracebacks")
     p.add_argument("--json", action="store_true", help="one JSON object per trial on stdout")
+    p.add_argument("--address", default=None, metavar="URL",
+                   help="ask the cluster whose dashboard is at URL (runs this command there as a Ray Job); "
+                        "default: read the sweep storage from here")
+    p.add_argument("--token-file", default=None, metavar="FILE", help=TOKEN_HELP + "; with --address")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,14 +73,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sweeps.spec import load_spec
+    from sweeps.spec import load_spec, parse_spec
 
-    spec = load_spec(args.spec)
+    spec = parse_spec(sys.stdin.read(), source="<stdin>") if args.spec == "-" else load_spec(args.spec)
     if args.dry_run:
         print(format_trials(spec))
         return 0
     from sweeps.driver import run_sweep
+    from sweeps.state import SweepState
+    from svconv.results import check_writable
 
+    check_writable(SweepState.from_spec(spec, args.results, args.storage).results_dir)  # before any trial trains
     outcome = run_sweep(spec, results_dir=args.results, storage=args.storage, address=args.address,
                         progress=not args.no_progress)
     return _finish(outcome, storage=args.storage)
@@ -81,7 +91,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     from sweeps.driver import resume_sweep
+    from sweeps.state import SweepState
+    from svconv.results import check_writable
 
+    check_writable(SweepState.load(args.name, args.storage).results_dir)  # before any trial trains
     outcome = resume_sweep(args.name, storage=args.storage, address=args.address, retry_failed=args.retry_failed,
                            progress=not args.no_progress)
     return _finish(outcome, storage=args.storage)
@@ -103,11 +116,19 @@ def _finish(outcome, storage: str | None) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from sweeps.submit import submit_sweep
 
-    job = submit_sweep(args.spec, args.address, results=args.results, storage=args.storage, wait=args.wait)
+    job = submit_sweep(args.spec, args.address, results=args.results, storage=args.storage, wait=args.wait,
+                       token_file=args.token_file)
     return job.exit_code if args.wait else 0  # submit_sweep printed the job id on stdout
 
 
 def _status(args: argparse.Namespace) -> int:
+    if args.address:
+        from sweeps.submit import remote_status
+
+        flags = tuple(f for f, on in (("--json", args.json), ("--full-errors", args.full_errors)) if on)
+        return remote_status(args.name, args.address, args.storage, flags, token_file=args.token_file)
+    if args.token_file:
+        raise ValueError("--token-file goes with --address (reading the sweep storage needs no token)")
     from sweeps.status import format_status, status_rows, sweep_status
 
     status = sweep_status(args.name, args.storage)

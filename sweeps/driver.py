@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from ray import tune
 
+from sweeps.lock import SweepLock
 from sweeps.spec import SweepSpec
 from sweeps.state import SweepState
 from sweeps.status import SweepStatus, sweep_status
@@ -127,19 +128,22 @@ def run_sweep(
             ``node_id`` of the node that ran it.
 
     A previous run of a sweep with the same name is replaced (its results stay; equal trials rewrite
-    the same files). To continue an interrupted sweep instead, use :func:`resume_sweep`.
+    the same files). To continue an interrupted sweep instead, use :func:`resume_sweep`. While a run
+    or resume of the same name holds the sweep's lock (:mod:`sweeps.lock`), this raises
+    :class:`sweeps.lock.SweepLocked` and touches nothing.
     """
     state = SweepState.from_spec(spec, results_dir, storage)
-    if state.tune_dir.exists():
-        print(
-            f"note: replacing the saved state of sweep {spec.name!r} in {state.root} "
-            f"(`svconv sweep resume {spec.name}` continues a sweep instead)",
-            file=sys.stderr,
-        )
-        shutil.rmtree(state.tune_dir)
-    os.makedirs(state.results_dir, exist_ok=True)
-    state.save()
-    return _fit(state, address, progress, restore=False, callbacks=callbacks)
+    with SweepLock(state.root, spec.name, "svconv sweep run"):
+        if state.tune_dir.exists():
+            print(
+                f"note: replacing the saved state of sweep {spec.name!r} in {state.root} "
+                f"(`svconv sweep resume {spec.name}` continues a sweep instead)",
+                file=sys.stderr,
+            )
+            shutil.rmtree(state.tune_dir)
+        os.makedirs(state.results_dir, exist_ok=True)
+        state.save()
+        return _fit(state, address, progress, callbacks=callbacks)
 
 
 def resume_sweep(
@@ -150,26 +154,33 @@ def resume_sweep(
     progress: bool = True,
     callbacks: Sequence[tune.Callback] = (),
 ) -> SweepOutcome:
-    """Continue sweep ``name`` with ``Tuner.restore``: finished trials are not run again, unfinished ones
-    continue from their last checkpoint, pending ones start; with ``retry_failed`` errored trials
-    run again too (from their last checkpoint)."""
+    """Continue sweep ``name`` from Ray Tune's saved experiment: finished trials are not run again,
+    unfinished ones continue from their last checkpoint, pending ones start; with ``retry_failed``
+    errored trials run again too (from their last checkpoint). A trial that Tune finished but whose
+    Parquet rows are missing or unreadable runs again from the start. Refused like :func:`run_sweep`
+    while another run holds the sweep's lock."""
     state = SweepState.load(name, storage)
-    if not tune.Tuner.can_restore(str(state.tune_dir)):
-        raise ValueError(
-            f"sweep {name!r} has no Ray Tune state to resume in {state.tune_dir}; "
-            f"start it with `svconv sweep run {state.spec_source}`"
-        )
-    return _fit(state, address, progress, restore=True, retry_failed=retry_failed, callbacks=callbacks)
+    with SweepLock(state.root, state.name, "svconv sweep resume"):
+        if not tune.Tuner.can_restore(str(state.tune_dir)):
+            raise ValueError(
+                f"sweep {state.name!r} has no Ray Tune state to resume in {state.tune_dir}; "
+                f"start it with `svconv sweep run {state.spec_source}`"
+            )
+        return _fit(state, address, progress, resume="AUTO+ERRORED" if retry_failed else "AUTO", callbacks=callbacks)
+
+
+#: Tune experiment (under the sweep's folder) that re-runs finished trials whose rows were lost.
+RERUN_DIR = "tune-rerun"
 
 
 def _fit(
     state: SweepState,
     address: str | None,
     progress: bool,
-    restore: bool,
-    retry_failed: bool = False,
+    resume: str | None = None,
     callbacks: Sequence[tune.Callback] = (),
 ) -> SweepOutcome:
+    """Run (``resume`` None) or resume (a ``tune.run`` resume mode) the sweep's Tune experiment."""
     import ray
 
     # Tune warns on every per-epoch checkpoint of short trials; the progress bar says what matters.
@@ -180,56 +191,98 @@ def _fit(
         ray.init(address=address or "local", log_to_driver=False)
         started_ray = True
     try:
-        trainable = tune.with_resources(sweep_trainable, {"cpu": state.resources["cpus"], "gpu": state.resources["gpus"]})
+        note = check_resources(state.resources, ray.cluster_resources(), len(state.trials), can_grow=address is not None)
+        if note:
+            print(note, file=sys.stderr)
         retries = _Retries()
-        callbacks = [retries, *callbacks] + ([_Progress(state.name, len(state.trials))] if progress else [])
-        if restore:
-            tuner = tune.Tuner.restore(
-                str(state.tune_dir),
-                trainable=trainable,
-                resume_unfinished=True,
-                resume_errored=retry_failed,
-            )
-            # run_config is restored from the saved tuner; callbacks are not saved with it
-            tuner._local_tuner._run_config.callbacks = callbacks  # noqa: SLF001 - no public hook on restore
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space={
-                    "trial": tune.grid_search(state.trials),
-                    "sweep": state.name,
-                    "results_dir": state.results_dir,
-                },
-                tune_config=tune.TuneConfig(
-                    max_concurrent_trials=state.concurrency,
-                    reuse_actors=state.reuse_workers,
-                    trial_name_creator=trial_name,
-                    trial_dirname_creator=trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name=state.tune_dir.name,
-                    storage_path=str(state.root),
-                    failure_config=tune.FailureConfig(max_failures=state.retries),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=callbacks,
-                    verbose=0,
-                ),
-            )
-        grid = tuner.fit()
-        unfinished = _unfinished(grid)
+        extra = [retries, *callbacks]
+        bar = [_Progress(state.name, len(state.trials))] if progress else []
+        analysis = _tune_run(state, state.trials, state.tune_dir.name, resume, extra + bar)
+        unfinished = _unfinished(analysis)
+        if resume and not unfinished:
+            lost = _rows_lost(state, analysis)
+            if lost:
+                print(f"{len(lost)} finished trial(s) have no readable rows; running them again: "
+                      + ", ".join(t["label"] for t in lost), file=sys.stderr)
+                shutil.rmtree(state.root / RERUN_DIR, ignore_errors=True)
+                again = _tune_run(state, lost, RERUN_DIR, None, extra + ([_Progress(state.name, len(lost))] if progress else []))
+                unfinished = _unfinished(again)
     finally:
         if started_ray:
             ray.shutdown()
     return SweepOutcome(status=sweep_status(state.name, state.storage), interrupted=unfinished > 0, retried=retries.count)
 
 
-def _unfinished(grid: Any) -> int:
+def _tune_run(state: SweepState, trials: list[dict[str, Any]], experiment: str, resume: str | None,
+              callbacks: list[tune.Callback]) -> Any:
+    """``tune.run`` of ``trials`` as experiment ``<sweep folder>/<experiment>``; ``resume``: its resume mode.
+
+    The public ``tune.run`` rather than ``Tuner.restore``: a restored Tuner brings back the callbacks
+    pickled with it, and has no public way to be given this process's callbacks.
+    """
+    trainable = tune.with_resources(sweep_trainable, {"cpu": state.resources["cpus"], "gpu": state.resources["gpus"]})
+    return tune.run(
+        trainable,
+        name=experiment,
+        storage_path=str(state.root),
+        config={"trial": tune.grid_search(trials), "sweep": state.name, "results_dir": state.results_dir},
+        max_concurrent_trials=state.concurrency,
+        reuse_actors=state.reuse_workers,
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_dirname,
+        max_failures=state.retries,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=callbacks,
+        verbose=0,
+        resume=resume or False,
+        raise_on_failed_trial=False,  # failures are in the rows and the status; the sweep goes on
+    )
+
+
+def _unfinished(analysis: Any) -> int:
     """Trials that neither finished nor errored (the run was interrupted)."""
-    n = 0
-    for result in grid:
-        if result.error is None and not (result.metrics or {}).get("final"):
-            n += 1
-    return n
+    return sum(t.status not in ("TERMINATED", "ERROR") for t in analysis.trials)
+
+
+def _rows_lost(state: SweepState, analysis: Any) -> list[dict[str, Any]]:
+    """Trials Tune finished whose ``trials`` row cannot be read (a damaged or deleted Parquet file)."""
+    from svconv.results import read_table
+
+    finished = {t.config["trial"]["trial_id"] for t in analysis.trials if t.status == "TERMINATED"}
+    rows = read_table(state.results_dir, "trials")
+    have = set(rows.loc[rows["sweep"] == state.name, "trial_id"])
+    return [t for t in state.trials if t["trial_id"] in finished - have]
+
+
+def check_resources(per_trial: dict[str, float], total: dict[str, float], n_trials: int, can_grow: bool) -> str | None:
+    """Whether one trial fits the cluster: None when it does.
+
+    Args:
+        per_trial: ``{"cpus", "gpus"}`` of the spec's ``resources``.
+        total: ``ray.cluster_resources()`` (``CPU``, ``GPU``, ... summed over the nodes up now).
+        n_trials: trials of the sweep (the pending demand).
+        can_grow: the cluster may add nodes (joined with ``--address``: an autoscaling cluster's trials
+            wait for new nodes); False for a Ray instance this process started, which never grows.
+
+    Returns a note for stderr when ``can_grow`` and a trial does not fit now; raises ValueError with the
+    numbers when it never can (Tune would wait forever with only a warning).
+    """
+    ask = {"CPU": float(per_trial.get("cpus", 1.0)), "GPU": float(per_trial.get("gpus", 0.0))}
+    short = [k for k, v in ask.items() if v > total.get(k, 0.0) + 1e-9]
+    if not short:
+        return None
+    have = ", ".join(f"{total.get(k, 0.0):g} {k}" for k in short)
+    want = ", ".join(f"{ask[k]:g} {k}" for k in short)
+    if not can_grow:
+        raise ValueError(
+            f"resources: each trial asks for {want} but this Ray instance has {have} in total, and no "
+            "autoscaler can add more; lower the spec's `resources`, or run on a cluster with such nodes (--address)"
+        )
+    demand = ", ".join(f"{k}: {v:g}" for k, v in ask.items() if v)
+    return (
+        f"note: each trial asks for {want}; the cluster has {have} now. The trials wait for the autoscaler "
+        f"to add such nodes (pending demand: {n_trials} x {{{demand}}}); `ray status` on the head shows its progress"
+    )
 
 
 class _Retries(tune.Callback):

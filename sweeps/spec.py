@@ -43,6 +43,7 @@ from svconv.config import TrialConfig
 SPEC_KEYS = ("name", "description", "fixed", "grid", "exclude", "only", "resources", "concurrency", "retries", "reuse_workers")
 RESOURCE_KEYS = ("cpus", "gpus")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RULE = "must be letters, digits, '_', '.' or '-', not starting with '.', '_' or '-' (a folder name)"
 #: ``rank: full`` is accepted as a readable spelling of ``rank: null`` (no TT compression).
 FULL_RANK = "full"
 _MAX_ERRORS = 8
@@ -117,6 +118,17 @@ class SweepSpec:
         return list(seen)
 
 
+def sweep_name(name: str) -> str:
+    """A sweep name given on the command line, checked as a spec's ``name`` is (``NAME/`` reads as ``NAME``).
+
+    Raises SpecError for anything else (``../x``, ``a/b``): a name is one folder under the storage root.
+    """
+    cleaned = name.rstrip("/") if isinstance(name, str) else name
+    if not isinstance(cleaned, str) or not NAME_RE.match(cleaned):
+        raise SpecError(f"sweep NAME {NAME_RULE}; got {name!r}")
+    return cleaned
+
+
 def load_spec(path: str | Path) -> SweepSpec:
     """Read, validate and expand the spec at ``path``; raises :class:`SpecError` naming file and line."""
     path = Path(path)
@@ -147,7 +159,10 @@ class _Parser:
 
     # node helpers -----------------------------------------------------------------------------------
     def value(self, node: yaml.Node) -> Any:
-        return self.loader.construct_object(node, deep=True)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:  # e.g. a !!python/object tag that SafeLoader will not build
+            raise self.error(node, f"not valid YAML: {exc.problem or exc}") from None
 
     def mapping(self, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
         """(key, key node, value node) of a mapping node; refuses other nodes and duplicate keys."""
@@ -206,7 +221,7 @@ class _Parser:
 
         name = self.scalar(top["name"][1], "name")
         if not isinstance(name, str) or not NAME_RE.match(name):
-            raise self.error(top["name"][1], f"name must be letters, digits, '_', '.' or '-' (a folder name); got {name!r}")
+            raise self.error(top["name"][1], f"name {NAME_RULE}; got {name!r}")
         description = ""
         if "description" in top:
             description = str(self.scalar(top["description"][1], "description") or "")

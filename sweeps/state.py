@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sweeps.spec import SweepSpec, iter_trial_dicts
+from sweeps.spec import SweepSpec, iter_trial_dicts, sweep_name
 
 STORAGE_ENV = "SVCONV_SWEEPS"
 STATE_FILE = "sweep.json"
@@ -43,8 +43,8 @@ def _storage(storage: str | os.PathLike | None) -> Path:
 
 
 def sweep_dir(name: str, storage: str | os.PathLike | None = None) -> Path:
-    """``<storage>/<name>``: the sweep's state folder."""
-    return _storage(storage) / name
+    """``<storage>/<name>``: the sweep's state folder (``name`` checked by :func:`sweeps.spec.sweep_name`)."""
+    return _storage(storage) / sweep_name(name)
 
 
 @dataclass
@@ -102,6 +102,7 @@ class SweepState:
     @classmethod
     def load(cls, name: str, storage: str | os.PathLike | None = None) -> "SweepState":
         """Read the state of sweep ``name``; ValueError saying where it looked and what exists there."""
+        name = sweep_name(name)
         root = sweep_dir(name, storage)
         path = root / STATE_FILE
         if not path.is_file():

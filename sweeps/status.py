@@ -54,6 +54,7 @@ def sweep_status(name: str, storage: str | os.PathLike | None = None) -> SweepSt
     from svconv.results import read_table
 
     state = SweepState.load(name, storage)
+    name = state.name  # as normalised by the load: `NAME/` is NAME
     rows = read_table(state.results_dir, "trials")
     rows = rows[rows["sweep"] == name]
     expected = {t["trial_id"]: t for t in state.trials}

@@ -1,15 +1,19 @@
-"""`svconv sweep submit` against a real local Ray head (dashboard and job server on 127.0.0.1), and the
-cluster-launcher config `ray_cluster.yaml`.
+"""`svconv sweep submit` and `sweep status --address` against a real local Ray head started with token
+authentication (dashboard and job server on 127.0.0.1), and the cluster-launcher config `ray_cluster.yaml`.
 
-The head gets its own --temp-dir and ports and is stopped by signalling its own processes only
-(`ray stop` would stop every Ray instance on the machine, other test sessions' included).
+The head gets its own --temp-dir, ports and token file, and is stopped by signalling its own processes
+only (`ray stop` would stop every Ray instance on the machine, other test sessions' included). This test
+process keeps Ray's own authentication off (RAY_AUTH_MODE=disabled, no token variables, HOME without a
+token file): whatever reaches the head with the token was sent by svconv itself.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -17,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,8 +34,17 @@ from svconv_cli.main import main as svconv_main
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-#: Ray's environment, set explicitly so the head and the client behave the same on every machine.
+#: This process's Ray environment: no authentication of its own (see the module's docstring).
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+@dataclass(frozen=True)
+class Head:
+    address: str  # dashboard URL
+    gcs: str  # HOST:PORT
+    token_file: Path
+    env: dict  # the environment of the head's processes (what a node of the cluster config has)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -60,10 +74,14 @@ def _processes_under(temp_dir: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """Start ``ray start --head --block`` with the dashboard; yield (dashboard URL, GCS address); stop it and only it."""
+    """Start ``ray start --head --block`` with the dashboard and token auth, as ``ray_cluster.yaml`` starts
+    its head (but on 127.0.0.1); yield a :class:`Head`; stop it and only it."""
     temp_dir = tempfile.mkdtemp(prefix="svray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    token_file = Path(temp_dir) / "auth_token"
+    token_file.write_text(secrets.token_hex(32))
     dash_port, gcs_port = _free_port(), _free_port()
-    env = {**os.environ, **RAY_ENV, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    head_env = {**os.environ, **RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file),
+                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = [
         str(VENV_BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
         "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
@@ -73,13 +91,15 @@ def ray_cluster():
         "--temp-dir", temp_dir, "--num-cpus", "2", "--num-gpus", "0",
     ]
     log = open(Path(temp_dir) / "ray_start.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dash_port}"
-    saved = {k: os.environ.get(k) for k in RAY_ENV}
-    os.environ.update(RAY_ENV)
+    saved = {k: os.environ.get(k) for k in (*RAY_ENV, *TOKEN_VARS, "HOME")}
+    os.environ.update(RAY_ENV, HOME=temp_dir)  # no ~/.ray/auth_token to fall back on
+    for k in TOKEN_VARS:
+        os.environ.pop(k, None)
     try:
-        _wait_for_job_server(address, proc, Path(temp_dir) / "ray_start.log")
-        yield address, f"127.0.0.1:{gcs_port}"
+        _wait_for_job_server(address, token_file, proc, Path(temp_dir) / "ray_start.log")
+        yield Head(address, f"127.0.0.1:{gcs_port}", token_file, head_env)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -91,15 +111,15 @@ def ray_cluster():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _wait_for_job_server(address: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
-    from ray.job_submission import JobSubmissionClient
+def _wait_for_job_server(address: str, token_file: Path, proc: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
+    from sweeps.jobs import job_client
 
     deadline = time.monotonic() + timeout_s
     while True:
         if proc.poll() is not None:
             pytest.fail(f"`ray start --head` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            JobSubmissionClient(address).list_jobs()
+            job_client(address, token_file)
             return
         except Exception as exc:  # not up yet
             if time.monotonic() > deadline:
@@ -125,8 +145,17 @@ def _stop_head(proc: subprocess.Popen, temp_dir: str) -> None:
 
 @pytest.fixture
 def ray_head(ray_cluster) -> str:
-    """The head's dashboard URL (the address `svconv sweep submit` takes)."""
-    return ray_cluster[0]
+    """The head's dashboard URL (the address `svconv sweep submit` takes), with its token in
+    ``$RAY_AUTH_TOKEN_PATH`` (one of the places svconv looks) for the test."""
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(ray_cluster.token_file)
+    yield ray_cluster.address
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+
+
+def _client(head: Head):
+    from sweeps.jobs import job_client
+
+    return job_client(head.address, head.token_file)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -144,7 +173,38 @@ def _write_spec(path: Path, name: str, extra: str = "", grid: str = "method: [no
     return path
 
 
-def test_submit_runs_the_spec_as_a_job_and_its_rows_land(ray_head, tmp_path, capsys):
+def test_the_job_server_refuses_requests_without_the_token(ray_cluster, tmp_path):
+    """The issue's probe: a bare POST to the job API ran `touch FILE` on a head without authentication."""
+    import requests
+
+    marker = tmp_path / "pwned"
+    job = {"entrypoint": f"touch {marker}"}
+    url = f"{ray_cluster.address}/api/jobs/"
+    assert requests.post(url, json=job, timeout=30).status_code == 401
+    assert requests.post(url, json=job, headers={"Authorization": "Bearer not-the-token"}, timeout=30).status_code == 403
+    token = ray_cluster.token_file.read_text()
+    r = requests.post(url, json=job, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    from sweeps.jobs import follow_job
+
+    assert follow_job(_client(ray_cluster), r.json()["job_id"], io.StringIO()).exit_code == 0
+    assert marker.exists()  # with the token the same request is a job like any other
+
+
+def test_svconv_says_when_the_token_is_missing_or_wrong(ray_cluster, tmp_path, capsys):
+    spec = _write_spec(tmp_path / "t.yaml", "auth-refused")
+    assert svconv_main(["sweep", "submit", str(spec), "--address", ray_cluster.address]) == 2
+    assert "the cluster requires its auth token and none was found" in capsys.readouterr().err
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-token\n")
+    assert svconv_main(["sweep", "submit", str(spec), "--address", ray_cluster.address, "--token-file", str(wrong)]) == 2
+    assert "the cluster refused the auth token" in capsys.readouterr().err
+    assert svconv_main(["sweep", "status", "x", "--address", ray_cluster.address, "--token-file", str(tmp_path / "nope")]) == 2
+    assert "--token-file" in (err := capsys.readouterr().err) and "cannot read the auth token" in err
+    assert not [j for j in _client(ray_cluster).list_jobs() if (j.metadata or {}).get("svconv_sweep") == "auth-refused"]
+
+
+def test_submit_runs_the_spec_as_a_job_and_its_rows_land(ray_head, ray_cluster, tmp_path, capsys):
     spec_path = _write_spec(tmp_path / "tiny.yaml", "submit-tiny")
     results, storage = tmp_path / "results", tmp_path / "storage"
     rc = svconv_main(["sweep", "submit", str(spec_path), "--address", ray_head,
@@ -158,10 +218,8 @@ def test_submit_runs_the_spec_as_a_job_and_its_rows_land(ray_head, tmp_path, cap
     assert f"job {job_id}: SUCCEEDED (exit code 0)" in err
 
     # the job ran the shipped spec; its rows are the spec's trials, once each
-    from ray.job_submission import JobSubmissionClient
-
-    info = JobSubmissionClient(ray_head).get_job_info(job_id)
-    assert info.entrypoint.startswith("python -m sweeps.submit tiny.yaml --address auto")
+    info = _client(ray_cluster).get_job_info(job_id)
+    assert info.entrypoint.startswith('printf %s "$SVCONV_SPEC_TEXT" | python -m svconv_cli.main sweep run - --address auto')
     expected = {t.trial_id for t in load_spec(spec_path).trials}
     trials = read_table(results, "trials")
     assert sorted(trials["trial_id"]) == sorted(expected)
@@ -175,6 +233,13 @@ def test_submit_runs_the_spec_as_a_job_and_its_rows_land(ray_head, tmp_path, cap
     assert {r["status"] for r in rows} == {"ok"}
     assert svconv_main(["sweep", "status", "submit-tiny", "--storage", str(storage)]) == 0
     assert "ok: 2  diverged: 0  failed: 0  unfinished: 0" in capsys.readouterr().out
+
+    # the same asked of the cluster, as from a machine that does not mount the storage (token from --token-file)
+    os.environ.pop("RAY_AUTH_TOKEN_PATH")
+    assert svconv_main(["sweep", "status", "submit-tiny/", "--storage", str(storage), "--json",
+                        "--address", ray_head, "--token-file", str(ray_cluster.token_file)]) == 0
+    remote = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert remote == rows
 
 
 def test_wait_returns_the_exit_status_of_a_failing_sweep(ray_head, tmp_path, capsys):
@@ -191,10 +256,8 @@ def test_wait_returns_the_exit_status_of_a_failing_sweep(ray_head, tmp_path, cap
     assert row["status"] == "failed" and "fail_at_epoch" in row["error"]
 
 
-def test_bad_spec_or_address_is_refused_before_anything_is_submitted(ray_head, tmp_path, capsys):
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(ray_head)
+def test_bad_spec_or_address_is_refused_before_anything_is_submitted(ray_head, ray_cluster, tmp_path, capsys):
+    client = _client(ray_cluster)
     before = len(client.list_jobs())
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nfixed: {arch: small-cnn, dataset: synthetic}\ngrid:\n  methd: [none]\n")
@@ -211,14 +274,12 @@ def test_bad_spec_or_address_is_refused_before_anything_is_submitted(ray_head, t
     assert len(client.list_jobs()) == before
 
 
-def test_overhead_benchmark_runs_on_the_cluster(ray_cluster, capsys):
-    import ray
-
-    from bench.ray_overhead import main as overhead_main
-
-    assert overhead_main(["--durations", "0.2", "--trials", "2", "--address", ray_cluster[1]]) == 0
-    assert not ray.is_initialized()
-    out = capsys.readouterr().out
+def test_overhead_benchmark_runs_on_the_cluster(ray_cluster):
+    # a driver on a node of the cluster: Ray's own token variables, as the nodes of ray_cluster.yaml have
+    cmd = [sys.executable, "-m", "bench.ray_overhead", "--durations", "0.2", "--trials", "2", "--address", ray_cluster.gcs]
+    run = subprocess.run(cmd, env=ray_cluster.env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
     rows = [line.split() for line in out.splitlines() if line.strip().startswith("0.2s")]
     assert [r[:3] for r in rows] == [["0.2s", "cold", "1"], ["0.2s", "warm", "1"]], out
     assert all(float(x) >= 0 for r in rows for x in (r[3], r[5])), out  # gaps between ordered events
@@ -228,8 +289,10 @@ def test_a_spec_inside_the_project_runs_by_its_path_and_the_upload_leaves_out_lo
     assert project_root() == ROOT
     cmd = job_entrypoint("sweeps/demo.yaml", "/shared/results", None)
     assert cmd == "python -m svconv_cli.main sweep run sweeps/demo.yaml --address auto --results /shared/results"
-    assert job_entrypoint(None, None, "/mnt/s", spec_name="x.yaml") == "python -m sweeps.submit x.yaml --address auto --storage /mnt/s"
-    assert {".git", ".venv", "results", "*.egg-info"} <= set(EXCLUDES)
+    assert job_entrypoint(None, None, "/mnt/s") == (
+        'printf %s "$SVCONV_SPEC_TEXT" | python -m svconv_cli.main sweep run - --address auto --storage /mnt/s'
+    )
+    assert {".git", ".venv", "results", "*.egg-info", "*auth_token*"} <= set(EXCLUDES)
     assert SPEC_TEXT_ENV == "SVCONV_SPEC_TEXT"
 
 
@@ -252,15 +315,31 @@ def test_cluster_config_has_what_the_launcher_needs():
     for name in gpu_types:
         assert types[name]["min_workers"] < types[name]["max_workers"], f"{name} autoscales"
     assert cfg["max_workers"] >= max(types[n]["max_workers"] for n in gpu_types)
-    # setup: svconv installed from the synced checkout with the torch pinned in pyproject.toml, and the
-    # Ray of this machine (job submission wants the same version on both sides)
+    # setup: svconv installed from the synced checkout with the torch pinned in pyproject.toml, and Ray in
+    # the range pinned there (job submission wants the same Ray on both sides), which holds this machine's
     import ray
+    from packaging.requirements import Requirement
+    from packaging.version import Version
 
     setup = "\n".join(cfg["setup_commands"])
-    torch_pin = re.search(r'"(torch==[^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
-    assert torch_pin in setup and f"ray[default,tune]=={ray.__version__}" in setup
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    torch_pin = re.search(r'"(torch==[^"]+)"', pyproject).group(1)
+    ray_pin = re.search(r'"(ray\[default,tune\][^"]+)"', pyproject).group(1)
+    assert Requirement(ray_pin).specifier.contains(ray.__version__), (ray_pin, ray.__version__)
+    lowest = min(Version(s.version) for s in Requirement(ray_pin).specifier if s.operator == ">=")
+    assert lowest >= Version("2.52")  # token auth
+    assert torch_pin in setup and f'"{ray_pin}"' in setup
     assert "~/svconv" in cfg["file_mounts"] and "-e ~/svconv" in setup
     # shared storage for sweep state and results, mounted on every node and exported as the default
     assert "mount -t nfs4" in setup and "SVCONV_SWEEPS=/mnt/svconv/sweeps" in setup
-    assert any("ray start --head" in c and "--dashboard-host=0.0.0.0" in c for c in cfg["head_start_ray_commands"])
+    # token auth on every node: the token copied from outside the checkout, every `ray start` in token mode
+    assert cfg["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    assert "export RAY_AUTH_MODE=token" in setup
+    starts = cfg["head_start_ray_commands"] + cfg["worker_start_ray_commands"]
+    for cmd in (c for c in starts if "ray start" in c):
+        assert "export RAY_AUTH_MODE=token;" in cmd, cmd
+    (head_start,) = [c for c in cfg["head_start_ray_commands"] if "ray start --head" in c]
+    assert "--dashboard-host=127.0.0.1" in head_start and "0.0.0.0" not in head_start
     assert any("ray start --address=$RAY_HEAD_IP:6379" in c for c in cfg["worker_start_ray_commands"])
+    # the token never travels with the checkout or a job's upload
+    assert subprocess.run(["git", "check-ignore", "-q", "auth_token"], cwd=ROOT).returncode == 0
