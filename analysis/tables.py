@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from analysis.paper import paper_rows_for
+from svconv.results import DamagedFile
 from svconv.results.schema import CONFIG_FIELDS
 
 
@@ -202,6 +204,12 @@ def _fmt_mean_std(mu: object, sd: object, unit: str) -> str:
     if s is not None:
         text += f" ± {s:.{digits}f}"
     return text + ("×" if unit == "x" else "")
+
+
+def damaged_files_table(damaged: Sequence[DamagedFile]) -> pd.DataFrame:
+    """One row per unreadable results file: table, file id (the trial id of trial tables), path, reason."""
+    rows = [(d.table, d.file_id, str(d.path), d.reason) for d in damaged]
+    return pd.DataFrame(rows, columns=["table", "file_id", "path", "reason"])
 
 
 def failed_trials(trials: pd.DataFrame) -> pd.DataFrame:

@@ -29,11 +29,13 @@ DESCRIPTION = (
 FIELD_HELP: dict[str, str] = {
     "arch": "architecture: small-cnn, lipconvnet-N, wrn-D-W, vgg19, resnet18, aol-small|medium|large|fc",
     "dataset": "dataset: mnist5k, cifar10, cifar100, synthetic",
-    "method": "singular-value control: none, clip, division, fastclip, gram, aol (aol-* archs), soc (lipconvnet-N)",
+    "method": "singular-value control, from the registry of svconv.methods: %(methods)s",
     "rank": "TT rank of the convs; none: full convs",
     "clip_to": "target spectral norm of every controlled layer",
     "clip_every": "run the control step every this many optimiser steps",
-    "clip_iters": "clip-then-restrict passes per control step (clip) or projection steps (fastclip)",
+    "clip_iters": "projection steps per control step (fastclip); plain clip passes when --clip-tol is 0 (clip)",
+    "clip_tol": "clip: each control step clips until the true norm is within this relative tolerance of "
+    "--clip-to (svconv.spectrum.clip_to_target, the clip level carried over between steps); 0: --clip-iters plain passes",
     "power_iters": "warm power iterations per control step (division, fastclip)",
     "lam": "coefficient of the orthogonality loss of the TT layers",
     "seed": "seed of initialisation, shuffling and augmentation",
@@ -102,6 +104,16 @@ def _option_type(hint: Any) -> tuple[Callable[[str], Any] | None, Any]:
     return (_optional(base) if optional else base), base
 
 
+class _MethodList:
+    """``name: summary; ...`` of every training method, computed when formatted (the registry imports torch,
+    which ``svconv --help`` should not wait for)."""
+
+    def __str__(self) -> str:
+        from svconv.methods import method_help
+
+        return method_help()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     hints = typing.get_type_hints(TrialConfig)
@@ -114,7 +126,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             trial.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
         else:
             metavar = {int: "N", float: "X"}.get(base, f.name.upper())
-            trial.add_argument(flag, dest=f.name, type=convert, default=f.default, metavar=metavar, help=help_text)
+            action = trial.add_argument(flag, dest=f.name, type=convert, default=f.default, metavar=metavar, help=help_text)
+            if f.name == "method":
+                action.methods = _MethodList()  # %(methods)s: read from the registry only when help is printed
+
     out = parser.add_argument_group("output")
     out.add_argument("--results", required=True, metavar="DIR", help="results folder (Parquet tables trials/, epochs/, layers/)")
     out.add_argument("--sweep", default=None, metavar="NAME", help="sweep name recorded with the rows (part of the trial id)")
@@ -135,7 +150,9 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # ValueError -> exit 2 with the message on stderr
+    from svconv.results import check_writable
 
+    check_writable(args.results)  # before training, not after it
     from svconv.trial import run_trial
 
     row = run_trial(

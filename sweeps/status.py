@@ -1,8 +1,10 @@
 """The status of a sweep, from its Parquet rows (and Tune's error files for trials that left none).
 
 Every expected trial (from ``sweep.json``) is ``ok``, ``diverged`` or ``failed`` once its ``trials``
-row exists; a trial without a row is ``failed`` if Ray Tune gave up on it (its ``error.txt``, e.g. a node
-lost more often than the retries allow) and ``unfinished`` otherwise (pending, running or interrupted).
+row exists; a trial without a row is ``unreadable`` if its ``trials`` file is damaged (zero-byte or
+truncated: ``sweep resume`` runs it again), ``failed`` if Ray Tune gave up on it (its ``error.txt``, e.g.
+a node lost more often than the retries allow) and ``unfinished`` otherwise (pending, running or
+interrupted).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from sweeps.state import SweepState
 
-STATUSES = ("ok", "diverged", "failed", "unfinished")
+STATUSES = ("ok", "diverged", "failed", "unfinished", "unreadable")
 
 
 @dataclass
@@ -41,8 +43,8 @@ class SweepStatus:
 
     @property
     def complete(self) -> bool:
-        """Every trial has ended (ok, diverged or failed)."""
-        return self.counts["unfinished"] == 0
+        """Every trial has ended (ok, diverged or failed) with readable rows."""
+        return self.counts["unfinished"] == 0 and self.counts["unreadable"] == 0
 
     @property
     def failures(self) -> list[TrialStatus]:
@@ -51,11 +53,12 @@ class SweepStatus:
 
 def sweep_status(name: str, storage: str | os.PathLike | None = None) -> SweepStatus:
     """Status of sweep ``name`` (its state found under ``storage``, see :mod:`sweeps.state`)."""
-    from svconv.results import read_table
+    from svconv.results import read_table_checked
 
     state = SweepState.load(name, storage)
     name = state.name  # as normalised by the load: `NAME/` is NAME
-    rows = read_table(state.results_dir, "trials")
+    rows, damaged = read_table_checked(state.results_dir, "trials")
+    unreadable = {d.file_id: f"{d.path}: {d.reason}" for d in damaged}
     rows = rows[rows["sweep"] == name]
     expected = {t["trial_id"]: t for t in state.trials}
     by_id = {r.trial_id: r for r in rows.itertuples(index=False) if r.trial_id in expected}
@@ -64,6 +67,9 @@ def sweep_status(name: str, storage: str | os.PathLike | None = None) -> SweepSt
         row = by_id.get(tid)
         if row is not None:
             out.append(TrialStatus(tid, t["label"], row.status, _none(row.error), _none(row.start_time)))
+            continue
+        if tid in unreadable:
+            out.append(TrialStatus(tid, t["label"], "unreadable", unreadable[tid]))
             continue
         error = _tune_error(state.tune_dir / tid)
         out.append(TrialStatus(tid, t["label"], "failed" if error else "unfinished", error))
@@ -98,6 +104,10 @@ def format_status(status: SweepStatus, full_errors: bool = False) -> str:
         for t in status.failures:
             lines.append(f"  {t.trial_id}  {t.label}")
             lines.extend("    " + line for line in _error_lines(t.error, full_errors))
+    unreadable = [t for t in status.trials if t.status == "unreadable"]
+    if unreadable:
+        lines.append(f"unreadable ({len(unreadable)}: damaged trials files; `svconv sweep resume` runs them again):")
+        lines.extend(f"  {t.trial_id}  {t.label}\n    {t.error}" for t in unreadable)
     unfinished = [t for t in status.trials if t.status == "unfinished"]
     if unfinished:
         lines.append(f"unfinished ({len(unfinished)}): " + ", ".join(t.label for t in unfinished[:10]) + (" ..." if len(unfinished) > 10 else ""))

@@ -18,10 +18,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 #: The compacted copy is rewritten when a read had to open at least this many files one by one.
 COMPACT_MIN = 64
+#: Files scanned together (the fast path); files read one by one (a scan failed) concatenated together.
+SCAN = 2000
+BATCH = 512
+EMPTY = "empty file (0 bytes): its writer was killed or the disk filled"
 CACHE_DIR = "_compacted"
 _FILE = "_file"  # column of the compacted copy: the per-trial file a row came from
 _KEY = b"svconv.compact"
@@ -46,36 +51,75 @@ def read_folder(folder: Path, schema: pa.Schema) -> tuple[pa.Table, list[tuple[P
     fresh = {name: st for name, st in files.items() if manifest.get(name) == st}
     stale = sorted(set(files) - set(fresh))
     parts = [cached.filter(pc.is_in(cached[_FILE], pa.array(sorted(fresh), pa.string())))] if fresh else []
-    damaged: list[tuple[Path, str]] = []
+    damaged = [(folder / n, EMPTY) for n in stale if files[n][1] == 0]
     read: dict[str, Stat] = {}
-    groups: list[tuple[pa.Schema, list[pa.Table], list[str]]] = []  # files written with one schema
-    for name in stale:
-        outcome = _read_one(folder / name)
-        if isinstance(outcome, str):
-            damaged.append((folder / name, outcome))
-            continue
-        table, st = outcome
-        table = table.append_column(_FILE, pa.array([name] * table.num_rows, pa.string()))
-        group = next((g for g in groups if g[0].equals(table.schema)), None)
-        if group is None:
-            group = (table.schema, [], [])
-            groups.append(group)
-        group[1].append(table)
-        group[2].append(name)
-        read[name] = st
-    for _, tables, names in groups:  # one cast per schema: casting each small table costs more than reading it
-        try:
-            parts.append(_to_schema(pa.concat_tables(tables), tagged))
-        except (pa.ArrowException, ValueError) as exc:
-            why = f"columns do not match the results schema ({type(exc).__name__}: {str(exc).strip()[:300]})"
-            damaged.extend((folder / n, why) for n in names)
-            for n in names:
-                del read[n]
+    nonempty = [n for n in stale if files[n][1] > 0]
+    for k in range(0, len(nonempty), SCAN):
+        chunk = nonempty[k : k + SCAN]
+        try:  # the fast path: one multi-threaded scan of many files
+            parts.append(_scan(folder, chunk, schema))
+            read.update((n, files[n]) for n in chunk)  # stat taken before the read: a later rewrite is re-read
+        except (pa.ArrowException, OSError, ValueError):  # a damaged file among them: one by one
+            new, got, bad = _read_files(folder, chunk, tagged)
+            parts.extend(new)
+            read.update(got)
+            damaged.extend(bad)
     rows = pa.concat_tables(parts).combine_chunks() if parts else tagged.empty_table()
     rows = rows.sort_by(_FILE)
     if len(read) >= COMPACT_MIN:
         _save_cache(folder / CACHE_DIR, rows, {**fresh, **read}, signature)
     return rows.drop_columns([_FILE]), damaged
+
+
+def _scan(folder: Path, names: list[str], schema: pa.Schema) -> pa.Table:
+    """Rows of ``names`` (all readable) conformed to ``schema``, tagged with their file names."""
+    dataset = ds.dataset([str(folder / n) for n in names], schema=schema, format="parquet")
+    batches, tags = [], []
+    for tagged in dataset.scanner(use_threads=True).scan_batches():
+        batches.append(tagged.record_batch)
+        tags.append(pa.array([os.path.basename(tagged.fragment.path)] * tagged.record_batch.num_rows, pa.string()))
+    table = pa.Table.from_batches(batches, schema=schema)
+    return table.append_column(_FILE, pa.chunked_array(tags, pa.string())).combine_chunks()
+
+
+def _read_files(
+    folder: Path, names: list[str], tagged: pa.Schema
+) -> tuple[list[pa.Table], dict[str, Stat], list[tuple[Path, str]]]:
+    """Read ``names`` one by one: ``(tables with the tagged schema, stat of each file read, damaged files)``.
+
+    Files with one schema are concatenated and cast together, ``BATCH`` at a time: casting each
+    one-row table costs more than reading it, and thousands of them cost memory.
+    """
+    parts: list[pa.Table] = []
+    read: dict[str, Stat] = {}
+    damaged: list[tuple[Path, str]] = []
+    groups: dict[pa.Schema, tuple[list[pa.Table], list[str]]] = {}
+
+    def flush(schema: pa.Schema) -> None:
+        tables, batch = groups.pop(schema)
+        try:
+            parts.append(_to_schema(pa.concat_tables(tables), tagged).combine_chunks())
+        except (pa.ArrowException, ValueError) as exc:
+            why = f"columns do not match the results schema ({type(exc).__name__}: {str(exc).strip()[:300]})"
+            damaged.extend((folder / n, why) for n in batch)
+            for n in batch:
+                del read[n]
+
+    for name in names:
+        outcome = _read_one(folder / name)
+        if isinstance(outcome, str):
+            damaged.append((folder / name, outcome))
+            continue
+        table, read[name] = outcome
+        table = table.append_column(_FILE, pa.array([name] * table.num_rows, pa.string()))
+        tables, batch = groups.setdefault(table.schema, ([], []))
+        tables.append(table)
+        batch.append(name)
+        if len(tables) >= BATCH:
+            flush(table.schema)
+    for schema in list(groups):
+        flush(schema)
+    return parts, read, damaged
 
 
 def _list_files(folder: Path) -> dict[str, Stat]:
@@ -110,7 +154,7 @@ def _read_one(path: Path) -> tuple[pa.Table, Stat] | str:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             if st.st_size == 0:
-                return "empty file (0 bytes): its writer was killed or the disk filled"
+                return EMPTY
             table = pq.ParquetFile(f).read()
     except (pa.ArrowException, OSError, ValueError) as exc:
         return f"not a readable Parquet file ({type(exc).__name__}: {str(exc).strip()[:300]})"
