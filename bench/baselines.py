@@ -10,6 +10,9 @@
 
 ``svconv.spectrum.conv_singular_values`` differs by the half-spectrum real FFT, the polyphase split by a
 reshape, and eigenvalues of the smaller Gram matrix instead of an SVD. All three return the same multiset.
+
+Both are registered (``svconv.methods.registry.register``) as the bench estimators ``exact-numpy`` and
+``exact-torch``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from svconv.methods.estimators import Exact
+from svconv.methods.flops import svd_baseline_flops
+from svconv.methods.registry import register
 from svconv.spectrum._checks import check_geometry
 
 
@@ -77,3 +83,48 @@ def torch_singular_values(
     spec = torch.fft.fftn(comps, dim=tuple(range(3, 3 + d))).reshape(c_out, -1, *m)
     per_freq = spec.movedim((0, 1), (-2, -1))
     return torch.linalg.svdvals(per_freq).flatten()
+
+
+def _kernel_and_geometry(module: torch.nn.Module, input_shape: Sequence[int]):
+    """The kernel the exact routines see (a TT layer's orthogonalised core) and its ``(grid, stride)``."""
+    from svconv.methods.base import conv_geometry
+
+    if hasattr(module, "core"):
+        module.orthogonalize_()
+        module = module.core
+    return module.weight.detach(), conv_geometry(module, input_shape[1:])
+
+
+@register
+class ExactNumpy(Exact):
+    """The seed's NumPy formula (:func:`numpy_singular_values`) as a bench estimator."""
+
+    name = "exact-numpy"
+    order = 2
+    summary = "the seed's NumPy formula: full complex FFT, SVD per frequency"
+    bench_layer = "baseline"
+    bench_model = None
+    orthogonalises = False
+
+    @staticmethod
+    def flops(c_out, c_in, kernel, size, stride, iters, k):
+        return svd_baseline_flops(c_out, c_in, size, stride)
+
+    @classmethod
+    def layer_value(cls, module, input_shape, iters, k, generator) -> np.ndarray:
+        weight, (grid, stride) = _kernel_and_geometry(module, input_shape)
+        return numpy_singular_values(weight.cpu().numpy(), grid, stride)
+
+
+@register
+class ExactTorch(ExactNumpy):
+    """Full complex FFT and ``torch.linalg.svdvals`` (:func:`torch_singular_values`) as a bench estimator."""
+
+    name = "exact-torch"
+    order = 3
+    summary = "plain PyTorch: full complex FFT, svdvals per frequency"
+
+    @classmethod
+    def layer_value(cls, module, input_shape, iters, k, generator) -> torch.Tensor:
+        weight, (grid, stride) = _kernel_and_geometry(module, input_shape)
+        return torch_singular_values(weight, grid, stride)

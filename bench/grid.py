@@ -12,9 +12,12 @@ Layer grids (``scope: layer``, the default): ``method``, ``channels`` (c, or ``[
 
 Model grids (``scope: model``): ``arch``, ``method``, ``rank``, ``input_shape`` (``[c, h, w]``),
 ``num_classes``, ``iters``, ``check`` (also measure the norms after the control pass), ``clip_to``,
-``seed``, ``device``, ``dtype``, ``threads``, ``repeats``, ``warmup``. Methods ``exact``, ``clip``,
-``division``, ``fastclip``, ``gram`` walk the conv and TT layers; ``soc`` (LipConvNet only) times one
-forward of every SOC / SOC-TT layer, the cost that the seed's SOC-TT reduces (seed 000, Fig. 6).
+``seed``, ``device``, ``dtype``, ``threads``, ``repeats``, ``warmup``. ``exact`` and the control
+methods walk the conv and TT layers; ``soc`` (LipConvNet only) times one forward of every SOC / SOC-TT
+layer, the cost that SOC-TT reduces (Senderovich et al. 2022, Fig. 6).
+
+The methods and what a row of each is come from the registry (``svconv.methods.registry``): a method
+registered there is a bench method, with its default ``iters``, without any table here.
 
 Names are checked here (a bad name is a ``ValueError`` naming the key and the allowed values);
 geometry that cannot run (a stride that does not divide the input, a rank above the channels, CUDA
@@ -26,45 +29,17 @@ from __future__ import annotations
 import itertools
 from typing import Any, Iterable, Mapping
 
+import bench.baselines  # noqa: F401 - registers the exact-numpy / exact-torch estimators
+from svconv.methods.registry import entries, entry, layer_methods, model_methods
 from svconv.results import config_id
 
-#: bench method -> what it is: an estimate/value of the spectral norm, or a control step.
-LAYER_METHODS: dict[str, str] = {
-    "exact": "exact",  # conv_singular_values (TT: through the core)
-    "exact-numpy": "baseline",  # the seed's NumPy formula (FFT, SVD per frequency)
-    "exact-torch": "baseline",  # full complex FFT + torch.linalg.svdvals
-    "gram": "bound",  # Gram iteration upper bound
-    "power": "estimate",  # power iteration (a lower bound up to rounding)
-    "powerqr": "estimate",  # PowerQR, top-k
-    "clip": "control",  # exact clipping, `iters` clip-then-restrict passes
-    "division": "control",  # Gouk et al.: power iteration then W / max(1, sigma/c)
-    "fastclip": "control",  # FastClip projection steps
-    "aol": "control",  # AOL rescaling (Prach & Lampert 2022)
-}
-
-MODEL_METHODS: dict[str, str] = {
-    "exact": "exact",  # every conv/TT layer's singular values at its input size
-    "clip": "control",
-    "division": "control",
-    "fastclip": "control",
-    "gram": "control",  # Gram-iteration rescaling of every layer
-    "soc": "forward",  # LipConvNet: one eval-mode forward of every SOC / SOC-TT layer at its input size
-}
+#: bench method -> what a row of it is, derived from the method registry (``svconv.methods.registry``):
+#: layer scope exact | baseline | bound | estimate | control; model scope exact | control | forward.
+LAYER_METHODS: dict[str, str] = layer_methods()
+MODEL_METHODS: dict[str, str] = model_methods()
 
 #: default iteration counts; None: the method has no iteration count.
-DEFAULT_ITERS: dict[str, int | None] = {
-    "exact": None,
-    "exact-numpy": None,
-    "exact-torch": None,
-    "gram": 6,
-    "power": 10,
-    "powerqr": 10,
-    "clip": 1,
-    "division": 1,
-    "fastclip": 1,
-    "aol": None,
-    "soc": None,
-}
+DEFAULT_ITERS: dict[str, int | None] = {name: cls.default_iters for name, cls in entries().items() if cls.bench_layer or cls.bench_model}
 
 PADDINGS = ("circular", "zeros", "reflect", "replicate")
 DTYPES = ("float32", "float64")
@@ -204,7 +179,7 @@ def _iters(method: str, value: Any) -> int | None:
         return DEFAULT_ITERS.get(method)
     if DEFAULT_ITERS.get(method) is None:
         return None  # the method has no iterations: one config, whatever the axis says
-    return _int("iters", value, minimum=0 if method == "gram" else 1)
+    return _int("iters", value, minimum=entry(method).min_iters)
 
 
 def _common(point: Mapping[str, Any], methods: Mapping[str, str]) -> dict[str, Any]:
@@ -244,7 +219,7 @@ def _layer_config(point: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"rank_frac must be a positive number (a fraction of min(c_in, c_out)); got {frac!r}")
         rank = max(1, round(frac * min(c_in, c_out)))
     k = point["k"]
-    if cfg["method"] == "powerqr":
+    if entry(cfg["method"]).takes_k:
         k = 1 if k is None else _int("k", k)
     else:
         k = None

@@ -42,14 +42,15 @@ import torch
 from torch import nn
 
 from bench import theory
-from bench.grid import LAYER_METHODS, bench_id
+from bench.grid import bench_id
 from bench.timing import time_calls
+from svconv.control import exact_norm
+from svconv.methods.registry import entry
 from svconv.results import provenance
 
 #: explicit-matrix ground truth up to this many entries (in_features * out_features), else Lanczos.
 DENSE_LIMIT = 2**22
 LANCZOS_TOL = 1e-10
-EXACT_FAMILY = ("exact", "exact-numpy", "exact-torch")
 
 
 class Skip(Exception):
@@ -183,13 +184,9 @@ def _check_layer(cfg: Mapping[str, Any]) -> None:
             f"rank {rank} reaches both channel counts (c_in={cfg['c_in']}, c_out={cfg['c_out']}): "
             "the TT layer would be the plain conv"
         )
-    if cfg["method"] in EXACT_FAMILY and cfg["padding"] not in ("circular", "zeros"):
-        raise Skip(f"method {cfg['method']} needs circular or zeros padding (a periodic model); got {cfg['padding']}")
-    if cfg["method"] == "aol":
-        if rank is not None:
-            raise Skip("AOL rescales the full kernel: it has no TT form")
-        if len(k) != 2:
-            raise Skip("AOL layers are 2-D only (AOLConv2d)")
+    reason = entry(cfg["method"]).bench_skip(cfg["padding"], rank is not None, len(k))
+    if reason:
+        raise Skip(reason)
 
 
 def make_conv(cfg: Mapping[str, Any]) -> nn.Module:
@@ -257,129 +254,86 @@ def reference_norm(module: nn.Module, input_shape: Sequence[int], tt: bool) -> t
     return float(math.sqrt(max(float(lam[0]), 0.0))), "lanczos"
 
 
-def _tt_core_weight(case: Case) -> torch.Tensor:
-    case.module.orthogonalize_()
-    return case.module.core.weight
+def _top(out: Any) -> float:
+    """The largest of an estimator's values (a tensor, an array or a number)."""
+    if isinstance(out, torch.Tensor):
+        return float(out.detach().max())
+    return float(np.max(out))
 
 
-def _layer_method(cfg: Mapping[str, Any], case: Case) -> tuple[Callable[[], Any], Callable[[], Any] | None, Callable[[Any], float]]:
-    """``(run, setup, value_of(run's result))`` for the layer methods."""
-    from svconv.spectrum import conv_singular_values, gram_iteration_bound, power_iteration, power_qr
+def _layer_method(cfg: Mapping[str, Any], case: Case) -> tuple[Callable[[], Any], Callable[[], Any] | None]:
+    """``(run, setup)`` of a layer config: the registry entry's ``layer_value`` (estimators, bounds) or its
+    ``layer_control`` on the layer, restored to the same weights before every call (control)."""
+    cls = entry(cfg["method"])
+    if cls.bench_layer == "control":
+        saved = copy.deepcopy(case.module.state_dict())
 
-    method, iters = cfg["method"], cfg["iters"]
-    grid, stride = case.geometry()
-    top = lambda out: float(torch.as_tensor(out).detach().max())  # noqa: E731
+        def setup() -> None:
+            case.module.load_state_dict(saved)
 
-    def weight() -> torch.Tensor:
-        return _tt_core_weight(case) if case.tt else case.module.weight
+        return (lambda: cls.layer_control(case.module, case.input_shape, cfg["clip_to"], cfg["iters"], {})), setup
 
-    if method == "exact":
-        if case.tt:
-            return (lambda: (case.module.orthogonalize_(), case.module.singular_values(grid))[1]), None, top
-        return (lambda: conv_singular_values(case.module.weight.detach(), grid, stride)), None, top
-    if method == "exact-numpy":
-        from bench.baselines import numpy_singular_values
+    def run() -> Any:
+        with torch.no_grad():
+            return cls.layer_value(case.module, case.input_shape, cfg["iters"], cfg["k"], case.generator())
 
-        return (lambda: numpy_singular_values(weight().detach().cpu().numpy(), grid, stride)), None, lambda out: float(np.max(out))
-    if method == "exact-torch":
-        from bench.baselines import torch_singular_values
-
-        return (lambda: torch_singular_values(weight().detach(), grid, stride)), None, top
-    if method == "gram":
-        from svconv.methods.base import padding_norm
-
-        def run_gram() -> torch.Tensor:
-            bound = gram_iteration_bound(weight().detach(), grid, n_iter=iters, stride=stride)
-            return bound * padding_norm(case.conv, case.spatial)
-
-        return run_gram, None, top
-    if method == "power":
-        return (lambda: power_iteration(case.module, case.input_shape, n_iter=iters, generator=case.generator())[0]), None, top
-    if method == "powerqr":
-        return (lambda: power_qr(case.module, case.input_shape, k=cfg["k"], n_iter=iters, generator=case.generator())), None, top
-    if method in ("clip", "division", "fastclip"):
-        return _control(cfg, case.module, case.input_shape)
-    if method == "aol":
-        return _aol(case)
-    raise ValueError(f"method must be one of {', '.join(LAYER_METHODS)}; got {method!r}")
+    return run, None
 
 
-def _method_object(cfg: Mapping[str, Any]):
-    from svconv.methods import get_method
-
-    name, iters = cfg["method"], cfg["iters"] or 1
-    if name == "clip":
-        return get_method("clip", clip_to=cfg["clip_to"], clip_iters=iters)
-    if name == "division":
-        return get_method("division", clip_to=cfg["clip_to"], power_iters=iters)
-    if name == "fastclip":
-        return get_method("fastclip", clip_to=cfg["clip_to"], clip_iters=iters, power_iters=iters)
-    return get_method(name, clip_to=cfg["clip_to"])
-
-
-def _control(cfg: Mapping[str, Any], module: nn.Module, input_shape: Sequence[int], model: nn.Module | None = None):
-    """A control step of ``svconv.methods`` on a one-layer model (or ``model``), from the same weights each call."""
-    model = model if model is not None else nn.Sequential(module)
+def _control(cfg: Mapping[str, Any], model: nn.Module, input_shape: Sequence[int]):
+    """A control step of the registry's ``SVMethod`` over ``model``, from the same weights each call;
+    ``holder["method"]`` is the method object of the last call (its ``results`` per layer)."""
+    cls = entry(cfg["method"])
     saved = copy.deepcopy(model.state_dict())
-    holder: dict[str, Any] = {}
+    holder: dict[str, Any] = {"saved": saved}
 
     def setup() -> None:
         model.load_state_dict(saved)
-        holder["method"] = _method_object(cfg)
+        holder["method"] = cls.bench_method(cfg["clip_to"], cfg["iters"])
         holder["method"].attach(model, input_shape)
 
     def run() -> None:
         holder["method"].step(model, 0)
 
-    return run, setup, None
-
-
-def _aol(case: Case):
-    """AOL rescaling of the conv's kernel (Prach & Lampert 2022): ``K[:, j] d_j`` from its self-correlation."""
-    try:
-        from svconv.layers.aol import aol_conv_scale  # the rescaling AOLConv2d applies in its forward
-    except ImportError as exc:
-        raise Skip(f"svconv.layers.aol is not available: {exc}") from exc
-    conv = case.module
-
-    def run() -> torch.Tensor:
-        w = conv.weight.detach()
-        return w * aol_conv_scale(w).view(1, -1, 1, 1)
-
-    return run, None, None
+    return run, setup, holder
 
 
 def _measure_layer(cfg: Mapping[str, Any]) -> dict[str, Any]:
     _check_layer(cfg)
     case = make_layer(cfg)
-    method, kind = cfg["method"], LAYER_METHODS[cfg["method"]]
-    run, setup, value_of = _layer_method(cfg, case)
+    cls = entry(cfg["method"])
+    run, setup = _layer_method(cfg, case)
     timing = time_calls(run, case.device, repeats=cfg["repeats"], warmup=cfg["warmup"], setup=setup)
     out, mem = timing.result, timing.peak_mem_mb
-    if kind == "control":
-        if method == "aol":
-            measured = copy.deepcopy(case.module)
-            with torch.no_grad():
-                measured.weight.copy_(out)
-            target = 1.0
-        else:
-            measured, target = case.module, cfg["clip_to"]
-        value, _ = reference_norm(measured, case.input_shape, case.tt)
-        exact, exact_method = target, "target"
+    control: dict[str, Any] = {}
+    if cls.bench_layer == "control":
+        # what the step achieved: the true norm of the layer's own operator after it, against its target
+        value, _ = reference_norm(case.module, case.input_shape, case.tt)
+        exact, exact_method = out.target, "target"
+        control = _control_columns(value, out.target, out.passes, out.rel_change)
     else:
-        value = value_of(out)
+        value = _top(out)
         exact, exact_method = reference_norm(case.module, case.input_shape, case.tt)
     grid, stride = case.geometry()
     ranks = (int(case.conv.in_channels), int(case.conv.out_channels)) if case.tt else None
-    periodic_method = method in EXACT_FAMILY + ("gram", "clip")
+    iters = control.get("passes") or cfg["iters"]  # a control step's count is what it spent, not its cap
     flops = theory.method_flops(
-        method, cfg["c_out"], cfg["c_in"], cfg["kernel"], grid if periodic_method else cfg["input_size"],
-        stride if periodic_method else (cfg["stride"],) * len(grid), iters=cfg["iters"], k=cfg["k"], ranks=ranks,
+        cfg["method"], cfg["c_out"], cfg["c_in"], cfg["kernel"], grid if cls.flops_on_grid else cfg["input_size"],
+        stride if cls.flops_on_grid else (cfg["stride"],) * len(grid), iters=iters, k=cfg["k"], ranks=ranks,
     )  # fmt: skip
-    return _measured(
+    row = _measured(
         timing, mem, value, exact, exact_method, (value - exact) / exact if exact else None, flops,
         theory.tt_theory_speedup(cfg["c_out"], cfg["c_in"], ranks[0], ranks[1], stride) if ranks else None,
-    )
+    )  # fmt: skip
+    row.update(control)
+    return row
+
+
+def _control_columns(ratio: float | None, target: float | None, passes: int | None, rel_change: float | None) -> dict[str, Any]:
+    """The control columns of a BENCH row: ``sigma_after`` (layer scope: the true norm after control; model
+    scope: the worst layer's ratio of it to the target), ``target``, ``passes`` (model scope: the most any
+    layer took), ``rel_change`` (``||W' - W||_F / ||W||_F``; model scope: over all kernels together)."""
+    return {"sigma_after": ratio, "target": target, "passes": passes, "rel_change": rel_change}
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -418,7 +372,7 @@ def _layer_dims(layer) -> tuple[int, int, tuple[int, ...], tuple[int, int] | Non
     return int(m.out_channels), int(m.in_channels), tuple(m.kernel_size), None
 
 
-def _model_flops(method: str, layers, iters: int | None) -> tuple[float | None, float | None]:
+def _model_flops(method: str, layers, iters: int | None, spent: Mapping[str, int] | None = None) -> tuple[float | None, float | None]:
     """``(flops of this model's pass, flops of the same pass with every TT layer replaced by its plain conv)``."""
     from svconv.methods.base import conv_geometry
 
@@ -427,7 +381,7 @@ def _model_flops(method: str, layers, iters: int | None) -> tuple[float | None, 
         c_out, c_in, k, ranks = _layer_dims(layer)
         conv = layer.module.core if layer.kind == "tt" else layer.module
         grid, stride = conv_geometry(conv, layer.spatial)
-        it = 6 if method == "gram" else iters
+        it = entry(method).fixed_iters or (spent or {}).get(layer.name, iters)  # passes spent, where known
         f = theory.method_flops(method, c_out, c_in, k, grid, stride, iters=it, ranks=ranks)
         p = theory.method_flops(method, c_out, c_in, k, grid, stride, iters=it)
         if f is None or p is None:
@@ -437,57 +391,61 @@ def _model_flops(method: str, layers, iters: int | None) -> tuple[float | None, 
 
 
 def _measure_model(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    from svconv.methods.base import conv_geometry
-    from svconv.spectrum import conv_singular_values
-
     model = build_bench_model(cfg)
     input_shape = tuple(cfg["input_shape"])
     device = torch.device(cfg["device"])
     method = cfg["method"]
-    if method == "soc":
+    cls = entry(method)
+    if cls.bench_model == "forward":
         return _measure_soc(cfg, model, input_shape, device)
     layers = _spectral_layers(model, input_shape)
     if not layers:
         raise Skip(f"arch {cfg['arch']} has no conv or TT layer for method {method}")
-    if method == "exact":
-        geoms = []
-        for layer in layers:
-            conv = layer.module.core if layer.kind == "tt" else layer.module
-            geoms.append(conv_geometry(conv, layer.spatial))
+    holder: dict[str, Any] = {}
+    if cls.bench_model == "exact":
 
         def run() -> float:
-            best = 0.0
             with torch.no_grad():
-                for layer, (grid, stride) in zip(layers, geoms):
-                    if layer.kind == "tt":
-                        layer.module.orthogonalize_()
-                        sv = layer.module.singular_values(grid)
-                    else:
-                        sv = conv_singular_values(layer.module.weight, grid, stride)
-                    best = max(best, float(sv.max()))
-            return best
+                return max(_top(cls.layer_value(layer.module, layer.input_shape, None, None, None)) for layer in layers)
 
         setup = None
     else:
-        run, setup, _ = _control(cfg, None, input_shape, model=model)
+        run, setup, holder = _control(cfg, model, input_shape)
     timing = time_calls(run, device, repeats=cfg["repeats"], warmup=cfg["warmup"], setup=setup)
     out, mem = timing.result, timing.peak_mem_mb
     value = exact = gap = None
     exact_method = None
-    if method == "exact":
+    control: dict[str, Any] = {}
+    if cls.bench_model == "exact":
         value = out
-    elif cfg["check"]:
-        from svconv.methods import get_method
-
-        checker = get_method("clip", clip_to=cfg["clip_to"])
-        checker.attach(model, input_shape)
-        norms = checker.estimate(model)
-        value = max(norms[layer.name] for layer in layers)
-        exact, exact_method = cfg["clip_to"], "target"
-        gap = (value - exact) / exact
-    flops, plain_flops = _model_flops(method, layers, cfg["iters"])
+    else:
+        results = list(holder["method"].results.values())
+        control = _control_columns(
+            None, cfg["clip_to"], max((r.passes for r in results), default=None), _model_rel_change(holder["saved"], model)
+        )
+        if cfg["check"]:
+            # exact (periodic-model) norm of every conv/TT layer after the step: the layer's own, or a bound on it
+            value = max(exact_norm(layer.module, layer.spatial) for layer in layers)
+            exact, exact_method = cfg["clip_to"], "target"
+            gap = (value - exact) / exact
+            control["sigma_after"] = value / cfg["clip_to"]
+    spent = {name: r.passes for name, r in holder["method"].results.items()} if holder else None
+    flops, plain_flops = _model_flops(method, layers, cfg["iters"], spent)
     tt = cfg["rank"] is not None
-    return _measured(timing, mem, value, exact, exact_method, gap, flops, plain_flops / flops if tt and flops else None)
+    row = _measured(timing, mem, value, exact, exact_method, gap, flops, plain_flops / flops if tt and flops else None)
+    row.update(control)
+    return row
+
+
+def _model_rel_change(saved: Mapping[str, torch.Tensor], model: nn.Module) -> float:
+    """``||W' - W|| / ||W||`` over every weight the control step may edit (all parameters with a kernel)."""
+    num = den = 0.0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() > 1 and name in saved:
+                num += float((p - saved[name]).pow(2).sum())
+                den += float(saved[name].pow(2).sum())
+    return math.sqrt(num / den) if den else 0.0
 
 
 def _measure_soc(cfg: Mapping[str, Any], model: nn.Module, input_shape: Sequence[int], device: torch.device) -> dict[str, Any]:

@@ -21,11 +21,12 @@ class TrialConfig:
 
     arch: str = "small-cnn"  # svconv.models: small-cnn, lipconvnet-N, wrn-D-W, vgg19, resnet18, aol-*
     dataset: str = "mnist5k"  # svconv.data: mnist5k, cifar10, cifar100, synthetic
-    method: str = "none"  # svconv.methods: none, clip, division, fastclip, gram, aol, soc
+    method: str = "none"  # a name of svconv.methods.METHODS (its registry; `svconv train --help` lists them)
     rank: int | None = None  # TT rank of the convs; None: full (no TT)
     clip_to: float = 1.0  # target spectral norm per layer
     clip_every: int = 1  # control step every this many optimiser steps
-    clip_iters: int = 1  # clip-then-restrict passes per control step (method clip)
+    clip_iters: int = 1  # projection steps (fastclip); plain clip passes when clip_tol is 0 (clip)
+    clip_tol: float = 0.01  # clip: relative tolerance around clip_to that each control step reaches
     power_iters: int = 1  # warm power iterations per control step (division, fastclip)
     lam: float = 0.0  # coefficient of the orthogonality loss of TT layers
     seed: int = 0
@@ -74,6 +75,8 @@ class TrialConfig:
         for name in ("clip_to", "lr"):
             if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number; got {getattr(self, name)!r}")
+        if not _is_number(self.clip_tol) or not 0 <= self.clip_tol < 1:
+            raise ValueError(f"clip_tol must be a number in [0, 1); got {self.clip_tol!r}")
         for name in ("lam", "momentum", "weight_decay"):
             if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a number >= 0; got {getattr(self, name)!r}")

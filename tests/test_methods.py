@@ -47,8 +47,9 @@ def small(rank=None, seed=0, shape=(1, 12, 12)):
 
 
 def test_registry_names_and_errors():
-    assert set(METHODS) == {"none", "clip", "division", "fastclip", "gram", "aol", "soc"}
-    with pytest.raises(ValueError, match="known methods: none, clip, division, fastclip, gram, aol, soc"):
+    # the registry holds every method module of svconv.methods; these are the ones every release has
+    assert {"none", "clip", "division", "fastclip", "gram", "aol", "soc"} <= set(METHODS)
+    with pytest.raises(ValueError, match="known methods: " + ", ".join(METHODS)):
         check_method("sedghi")
     with pytest.raises(ValueError, match="known methods"):
         get_method("bogus")

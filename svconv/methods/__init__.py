@@ -1,24 +1,19 @@
 """Methods of controlling singular values, one interface (``SVMethod``), registered by name.
 
-``none``, ``clip`` (exact clipping), ``division`` (Gouk et al.), ``fastclip`` (PowerQR + projection
-steps), ``gram`` (Gram-iteration rescaling), ``aol`` and ``soc`` (parametrised layers, chosen through
-the architecture). ``get_method(name, ...)`` builds one; ``check_method`` and ``check_compatible``
-validate a trial's choices.
+Every ``SVMethod`` subclass with a ``name`` in a module of this package is registered by being there
+(``svconv.methods.registry``): ``none``, ``clip`` (exact clipping to a tolerance), ``division`` (Gouk
+et al. 2021), ``fastclip`` (PowerQR + projection steps), ``gram`` (Gram-iteration rescaling),
+``rescale`` (Delattre et al. 2024 spectral rescaling), ``aol`` and ``soc`` (parametrised layers, chosen
+through the architecture). The per-layer steps are ``svconv.control``'s functions. ``get_method(name,
+...)`` builds one; ``check_method`` and ``check_compatible`` validate a trial's choices.
 """
 
 from __future__ import annotations
 
 from svconv.methods.base import Layer, SVMethod, find_layers
-from svconv.methods.clip import ExactClip
-from svconv.methods.division import Division
-from svconv.methods.fastclip import FastClip
-from svconv.methods.gram import GramRescale
-from svconv.methods.none import NoControl
-from svconv.methods.parametrized import AOLMethod, SOCMethod
+from svconv.methods.registry import training_methods
 
-METHODS: dict[str, type[SVMethod]] = {
-    cls.name: cls for cls in (NoControl, ExactClip, Division, FastClip, GramRescale, AOLMethod, SOCMethod)
-}
+METHODS: dict[str, type[SVMethod]] = training_methods()
 
 
 def check_method(name: str) -> str:
@@ -26,6 +21,11 @@ def check_method(name: str) -> str:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
     return name
+
+
+def method_help() -> str:
+    """One line per method, ``name: summary``, for ``svconv train --help``."""
+    return "; ".join(f"{name}: {cls.summary}" for name, cls in METHODS.items())
 
 
 def check_compatible(method: str, arch: str, rank: int | None = None) -> None:
@@ -60,11 +60,13 @@ def get_method(
     clip_iters: int = 1,
     power_iters: int = 1,
     bn_concat: bool = False,
+    clip_tol: float = 0.01,
 ) -> SVMethod:
     """A fresh method object; call ``attach(model, input_shape)`` on it before training."""
     check_method(name)
     return METHODS[name](
-        clip_to=clip_to, clip_every=clip_every, clip_iters=clip_iters, power_iters=power_iters, bn_concat=bn_concat
+        clip_to=clip_to, clip_every=clip_every, clip_iters=clip_iters, power_iters=power_iters, bn_concat=bn_concat,
+        clip_tol=clip_tol,
     )
 
 
@@ -76,4 +78,5 @@ __all__ = [
     "check_method",
     "find_layers",
     "get_method",
+    "method_help",
 ]

@@ -17,8 +17,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from svconv.control.layer import check_plain
+from svconv.control.result import ControlResult
 from svconv.layers.conv_bound import padding_norm as _copy_norm
 from svconv.layers.conv_bound import periodic_grid, side_padding
+from svconv.methods.registry import Registered
 from svconv.models.shapes import input_shapes
 
 CONV_TYPES = (nn.Conv2d, nn.Conv3d)
@@ -145,31 +148,28 @@ def check_plain_conv(layer: Layer, method: str) -> None:
     """Exact spectral routines need groups = 1 and dilation 1 (of a conv, or of a TT layer's core); say
     which methods handle the rest. Other layer kinds pass."""
     if layer.kind == "conv":
-        layer_name, conv = layer.name, layer.module
+        check_plain(layer.module, layer.name, method)
     elif layer.kind == "tt":
-        layer_name, conv = layer.name + ".core", layer.module.core
-    else:
-        return
-    if conv.groups != 1 or any(d != 1 for d in conv.dilation):
-        raise ValueError(
-            f"method {method!r} cannot control layer {layer_name!r} (groups={conv.groups}, "
-            f"dilation={conv.dilation}): its exact spectrum needs groups=1 and dilation=1; "
-            "use 'division' or 'fastclip', which work on any convolution"
-        )
+        check_plain(layer.module.core, layer.name + ".core", method)
 
 
-class SVMethod:
+class SVMethod(Registered):
     """Base class of every SV-control method (see the module docstring for the protocol).
+
+    A subclass with a ``name`` in a module of ``svconv.methods`` is registered by that alone
+    (``svconv.methods.registry``); its ``control`` runs a ``svconv.control`` function over
+    ``self.layers`` and keeps what each achieved in ``self.results``.
 
     Args:
         clip_to: target spectral norm ``c`` of every controlled layer (> 0).
         clip_every: run the control step when ``step % clip_every == 0``.
-        clip_iters: passes per control step (clip: clip-then-restrict passes; fastclip: projection steps).
+        clip_iters: passes per control step (clip with ``clip_tol=0``: clip-then-restrict passes;
+            fastclip: projection steps).
         power_iters: warm power iterations per control step (division, fastclip) and per estimate.
         bn_concat: FastClip only: control each conv together with the batch norm that follows it.
+        clip_tol: clip only: relative tolerance around ``clip_to`` that a control step reaches
+            (``svconv.spectrum.clip_to_target``); 0: ``clip_iters`` plain passes instead.
     """
-
-    name = "base"
 
     def __init__(
         self,
@@ -178,9 +178,12 @@ class SVMethod:
         clip_iters: int = 1,
         power_iters: int = 1,
         bn_concat: bool = False,
+        clip_tol: float = 0.01,
     ):
         if isinstance(clip_to, bool) or not isinstance(clip_to, (int, float)) or not clip_to > 0:
             raise ValueError(f"clip_to must be a positive number; got {clip_to!r}")
+        if isinstance(clip_tol, bool) or not isinstance(clip_tol, (int, float)) or not 0 <= clip_tol < 1:
+            raise ValueError(f"clip_tol must be a number in [0, 1); got {clip_tol!r}")
         for key, val in (("clip_every", clip_every), ("clip_iters", clip_iters), ("power_iters", power_iters)):
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"{key} must be an int >= 1; got {val!r}")
@@ -189,6 +192,9 @@ class SVMethod:
         self.clip_iters = clip_iters
         self.power_iters = power_iters
         self.bn_concat = bool(bn_concat)
+        self.clip_tol = float(clip_tol)
+        #: what the last control step achieved, per layer name (methods built on ``svconv.control``)
+        self.results: dict[str, ControlResult] = {}
         self.control_time_s = 0.0
         self.n_control_steps = 0
         self.layers: list[Layer] = []
@@ -198,7 +204,8 @@ class SVMethod:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(clip_to={self.clip_to}, clip_every={self.clip_every}, "
-            f"clip_iters={self.clip_iters}, power_iters={self.power_iters}, bn_concat={self.bn_concat})"
+            f"clip_iters={self.clip_iters}, power_iters={self.power_iters}, bn_concat={self.bn_concat}, "
+            f"clip_tol={self.clip_tol})"
         )
 
     # -- protocol -------------------------------------------------------------------------------
@@ -246,6 +253,11 @@ class SVMethod:
                 if value is not None:
                     out[layer.name] = float(value)
         return out
+
+    @classmethod
+    def bench_method(cls, clip_to: float, iters: int | None) -> "SVMethod":
+        """The method object a model bench row times, ``iters`` being the row's iteration count."""
+        return cls(clip_to=clip_to)
 
     # -- for subclasses ---------------------------------------------------------------------------
     def handles(self, layer: Layer) -> bool:

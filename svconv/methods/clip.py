@@ -1,45 +1,70 @@
-"""``clip``: exact clipping of every singular value (Sedghi et al. 2019; strided: seed 000, Sec. 5.2).
+"""``clip``: exact clipping of every singular value to a tolerance around the target (Sedghi et al. 2019;
+strided: Senderovich et al. 2022 Sec. 5.2; the search on the clip level: ``svconv.spectrum.clip_to_target``).
 
-Conv layers: ``clip_conv_singular_values`` on the periodic operator of the layer's grid and stride
-(``conv_geometry``), ``clip_iters`` clip-then-restrict passes. TT layers: orthogonalise the frames,
-then clip the core (Theorem 3.2). Linear layers: the SVD with the singular values clamped.
+A control step runs ``svconv.control.clip_`` on every conv, TT and linear layer: convs on the periodic
+operator of the layer's grid and stride (``conv_geometry``), until the true norm is within ``clip_tol``
+of the target, starting from the clip level the layer's previous control step ended with; TT layers
+through the orthogonalised core (Theorem 3.2); linear layers by their SVD. ``clip_tol=0``:
+``clip_iters`` plain clip-then-restrict passes instead.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Sequence
 
 import torch
 
+from svconv.control import clip_
+from svconv.methods import flops as F
 from svconv.methods.base import Layer, SVMethod, check_plain_conv, conv_geometry
-from svconv.spectrum import clip_conv_singular_values, conv_spectral_norm
+from svconv.spectrum import conv_spectral_norm
+
+#: passes a control step may spend to reach the tolerance (``clip_to_target``'s default)
+MAX_PASSES = 20
 
 
 class ExactClip(SVMethod):
     """Clip the singular values of the periodic operator of every conv/TT/linear layer to ``clip_to``.
 
-    For zeros-padded convs the periodic operator is the circular model of the layer (DESIGN.md); the
-    estimate is its exact spectral norm after clipping, which can stay above the target when
-    ``clip_iters`` is small (the restriction to the kernel support moves the spectrum again).
+    For zeros-padded convs the periodic operator is the circular model of the layer (``docs/design.md``);
+    the estimate is its exact spectral norm after clipping, within ``clip_tol`` of the target (with
+    ``clip_tol=0`` it can stay above it: the restriction to the kernel support moves the spectrum again).
     """
 
     name = "clip"
+    order = 10
+    summary = "exact clipping to within --clip-tol of the target (Sedghi et al. 2019)"
+    default_iters = MAX_PASSES  # bench: the most passes clip_to_target may spend
+    bench_layer = "control"
+    bench_model = "control"
+    flops_on_grid = True
+    orthogonalises = True
+
+    @staticmethod
+    def flops(c_out, c_in, kernel, size, stride, iters, k):
+        return F.clip_flops(c_out, c_in, size, stride, iters)
+
+    @classmethod
+    def layer_control(cls, module, input_shape: Sequence[int], clip_to: float, iters: int | None, state: dict):
+        return clip_(module, clip_to, tuple(input_shape[1:]), max_passes=iters or MAX_PASSES, level=state.get("level"))
+
+    @classmethod
+    def bench_method(cls, clip_to: float, iters: int | None) -> "ExactClip":
+        return cls(clip_to=clip_to, clip_iters=iters or MAX_PASSES)
 
     def check_layer(self, layer: Layer) -> None:
         check_plain_conv(layer, self.name)
 
     def control(self) -> None:
+        tol = self.clip_tol
         for layer in self.layers:
-            m = layer.module
-            if layer.kind == "conv":
-                grid, stride = conv_geometry(m, layer.spatial)
-                m.weight.copy_(clip_conv_singular_values(m.weight, grid, self.clip_to, stride, n_iter=self.clip_iters))
-            elif layer.kind == "tt":  # clip_ orthogonalises the frames first
-                grid, _ = conv_geometry(m.core, layer.spatial)
-                m.clip_(self.clip_to, grid, n_iter=self.clip_iters)
-            elif layer.kind == "linear":
-                U, S, Vh = torch.linalg.svd(m.weight, full_matrices=False)
-                m.weight.copy_((U * S.clamp_max(self.clip_to)) @ Vh)
+            # The level a step ended with is the next step's first guess: weights move little in between.
+            res = clip_(layer.module, self.clip_to, layer.spatial, tol=tol, level=layer.state.get("level"),
+                        max_passes=self.clip_iters if tol == 0 else max(self.clip_iters, MAX_PASSES))  # fmt: skip
+            if tol > 0 and res.level is not None:
+                layer.state["level"] = res.level
+            self.results[layer.name] = res
 
     def layer_norm(self, layer: Layer) -> float:
         m = layer.module

@@ -1,14 +1,18 @@
 """``division`` (Gouk et al. 2021): warm power iteration, then ``W <- W / max(1, sigma / c)``; BN too.
 
-The power iteration runs on the layer itself (its real stride, padding mode, dilation, groups),
-``power_iters`` steps per control step from the vector kept since the previous step. TT layers:
-frames orthogonalised first, then the core is estimated and divided. Batch norm:
+A control step runs ``svconv.control.divide_`` on every conv, TT and linear layer (``power_iters``
+steps from the vector kept since the previous step, on the layer itself: its real stride, padding
+mode, dilation, groups; TT layers: frames orthogonalised, then the core). Batch norm:
 ``Lip(BN) = max_i |gamma_i| / sqrt(var_i + eps)`` and ``gamma <- gamma / max(1, Lip / c)``.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
+from svconv.control import divide_
 from svconv.layers import bn_lipschitz, bn_scale_shift
+from svconv.methods import flops as F
 from svconv.methods.base import Layer, SVMethod, _eval_mode
 
 
@@ -24,6 +28,27 @@ class Division(SVMethod):
     """
 
     name = "division"
+    order = 20
+    summary = "power iteration, then W / max(1, sigma/c) (Gouk et al. 2021); batch norm too"
+    default_iters = 1
+    bench_layer = "control"
+    bench_model = "control"
+    orthogonalises = True
+
+    @staticmethod
+    def flops(c_out, c_in, kernel, size, stride, iters, k):
+        return F.division_flops(c_out, c_in, kernel, size, stride, iters)
+
+    @classmethod
+    def layer_control(cls, module, input_shape: Sequence[int], clip_to: float, iters: int | None, state: dict):
+        import torch
+
+        return divide_(module, clip_to, tuple(input_shape[1:]), n_iter=iters or 1, state=state,
+                       generator=torch.Generator().manual_seed(0))  # fmt: skip
+
+    @classmethod
+    def bench_method(cls, clip_to: float, iters: int | None) -> "Division":
+        return cls(clip_to=clip_to, power_iters=iters or 1)
 
     def handles(self, layer: Layer) -> bool:
         return layer.kind in ("conv", "tt", "linear", "bn")
@@ -43,12 +68,7 @@ class Division(SVMethod):
                     scale, _ = bn_scale_shift(m)
                     m.weight.div_(scale.abs().max().div(c).clamp_min(1.0))
                 continue
-            if layer.kind == "tt":
-                m.orthogonalize_()
-            target, shape = self._target(layer)
-            sigma = self.power_norm(layer, target, shape, "v", self.power_iters)
-            if sigma > c:
-                target.weight.mul_(c / sigma)
+            self.results[layer.name] = divide_(m, c, layer.spatial, n_iter=self.power_iters, state=layer.state, generator=self._generator)
 
     def layer_norm(self, layer: Layer) -> float:
         from svconv.spectrum.linear_map import LinearPart

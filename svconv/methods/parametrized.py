@@ -8,6 +8,10 @@ also covers any plain conv or linear layer of the model.
 
 from __future__ import annotations
 
+import torch
+
+from svconv.control import ControlResult
+from svconv.methods import flops as F
 from svconv.methods.base import Layer, SVMethod
 
 ESTIMATE_ITERS = 20
@@ -30,9 +34,38 @@ class AOLMethod(_Parametrized):
     """Almost-orthogonal Lipschitz layers (Prach & Lampert 2022): no control step."""
 
     name = "aol"
+    order = 60
+    summary = "AOL layers' own rescaling (aol-* architectures; Prach & Lampert 2022)"
+    bench_layer = "control"
+
+    @staticmethod
+    def flops(c_out, c_in, kernel, size, stride, iters, k):
+        return F.aol_flops(c_out, c_in, kernel)
+
+    @classmethod
+    def bench_skip(cls, padding: str, tt: bool, ndim: int) -> str | None:
+        if tt:
+            return "AOL rescales the full kernel: it has no TT form"
+        if ndim != 2:
+            return "AOL layers are 2-D only (AOLConv2d)"
+        return None
+
+    @classmethod
+    def layer_control(cls, module, input_shape, clip_to, iters, state) -> ControlResult:
+        """AOL's rescaling ``K[:, j] d_j`` of a conv's kernel, in place (target 1, whatever ``clip_to``)."""
+        from svconv.control.layer import relative_change
+        from svconv.layers.aol import aol_conv_scale  # the rescaling AOLConv2d applies in its forward
+
+        with torch.no_grad():
+            before = module.weight.detach().clone()
+            module.weight.mul_(aol_conv_scale(before).view(1, -1, 1, 1))
+        return ControlResult(None, 1.0, 1, relative_change(before, module))
 
 
 class SOCMethod(_Parametrized):
     """Skew orthogonal convolutions (Singla & Feizi 2021), SOC-TT with a rank: no control step."""
 
     name = "soc"
+    order = 70
+    summary = "SOC layers' orthogonal parametrisation (lipconvnet-N; Singla & Feizi 2021)"
+    bench_model = "forward"  # one eval-mode forward of every SOC / SOC-TT layer

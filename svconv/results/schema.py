@@ -144,6 +144,11 @@ BENCH = pa.schema(
         pa.field("gap", pa.float64()),  # (value - exact) / exact, signed
         pa.field("flops", pa.float64()),
         pa.field("theory_speedup", pa.float64()),
+        # control methods only (null otherwise): what the control step achieved
+        pa.field("sigma_after", pa.float64()),  # layer: true spectral norm after it; model: worst layer's norm / target
+        pa.field("target", pa.float64()),  # the norm aimed at (clip_to; 1 for AOL)
+        pa.field("passes", pa.int64()),  # clip passes / power or projection steps (model: the most of any layer)
+        pa.field("rel_change", pa.float64()),  # ||W' - W||_F / ||W||_F of the kernel(s)
         pa.field("status", pa.string()),  # ok | skipped | failed
         pa.field("reason", pa.string()),
         *_PROVENANCE,

@@ -1,0 +1,31 @@
+"""Per-layer control of singular values, in place, in the idiom of ``torch.nn.utils.clip_grad_norm_``.
+
+Each function edits one conv (``nn.Conv2d``/``nn.Conv3d``), TT (``svconv.tt``) or ``nn.Linear`` layer
+after an optimiser step and returns a :class:`ControlResult` (``sigma_after``, ``target``, ``passes``,
+``rel_change``, ``level``)::
+
+    for conv, size in convs_and_input_sizes:
+        result = svconv.control.clip_(conv, 1.0, size, tol=0.01)
+
+``clip_`` (exact clipping to a tolerance), ``divide_`` (Gouk et al. 2021), ``fastclip_`` (Boroojeny et
+al. 2024), ``gram_rescale_`` (Delattre et al. 2023). ``svconv.methods`` runs them over a model.
+"""
+
+from svconv.control.clip import clip_
+from svconv.control.divide import divide_
+from svconv.control.fastclip import fastclip_, top_singular_triple
+from svconv.control.gram import gram_bound, gram_rescale_
+from svconv.control.layer import exact_norm, layer_kind
+from svconv.control.result import ControlResult
+
+__all__ = [
+    "ControlResult",
+    "clip_",
+    "divide_",
+    "exact_norm",
+    "fastclip_",
+    "gram_bound",
+    "gram_rescale_",
+    "layer_kind",
+    "top_singular_triple",
+]

@@ -1,0 +1,62 @@
+"""``divide_``: Gouk et al. 2021's division of one layer by its power-iteration norm, in place."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from svconv.control.layer import controlled_part, exact_norm, full_kernel, relative_change, spatial_size
+from svconv.control.result import ControlResult
+
+
+def layer_input_shape(module: nn.Module, input_size: int | Sequence[int] | None) -> tuple[int, ...]:
+    """Input shape of one sample, ``(c_in, *spatial)`` (``(in_features,)`` for linear layers)."""
+    if isinstance(module, nn.Linear):
+        return (int(module.in_features),)
+    return (int(module.in_channels), *spatial_size(module, input_size))
+
+
+@torch.no_grad()
+def divide_(
+    module: nn.Module,
+    max_sv: float,
+    input_size: int | Sequence[int] | None = None,
+    *,
+    n_iter: int = 1,
+    state: dict | None = None,
+    generator: torch.Generator | None = None,
+    check: bool = False,
+) -> ControlResult:
+    """``W <- W / max(1, sigma / max_sv)`` with ``sigma`` from ``n_iter`` warm power iterations, in place.
+
+    The power iteration runs on the layer itself (its real stride, padding mode, dilation, groups);
+    TT layers: frames orthogonalised, then the core (Senderovich et al. 2022 Theorem 3.2). ``state``
+    (a dict kept by the caller between control steps) holds the warm vector under ``"v"``.
+    ``sigma_after`` is None (the power value is a lower estimate) unless ``check`` asks for the exact
+    norm (``svconv.control.layer.exact_norm``).
+    """
+    from svconv.spectrum import power_iteration
+
+    if not max_sv > 0:
+        raise ValueError(f"max_sv must be a positive number; got {max_sv!r}")
+    state = {} if state is None else state
+    before = full_kernel(module).clone()
+    target, _ = controlled_part(module)
+    shape = layer_input_shape(target, input_size)
+    v = state.get("v")
+    if v is not None and tuple(v.shape) != shape:
+        v = None
+    was = target.training
+    target.eval()  # no batch statistics or running-stat updates inside a linear-part evaluation
+    try:
+        sigma, state["v"] = power_iteration(target, shape, n_iter=n_iter, v=v, generator=generator)
+    finally:
+        target.train(was)
+    sigma = float(sigma)
+    divided = sigma > max_sv
+    if divided:
+        target.weight.mul_(max_sv / sigma)
+    after = exact_norm(module, input_size) if check else None
+    return ControlResult(after, float(max_sv), n_iter, relative_change(before, module))

@@ -1,0 +1,108 @@
+"""The layer kinds ``svconv.control`` edits, and what every control function needs of them.
+
+A layer is an ``nn.Conv2d`` / ``nn.Conv3d``, a ``svconv.tt`` layer (controlled through its core after
+orthogonalising the frames, Senderovich et al. 2022 Theorem 3.2) or an ``nn.Linear``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+CONV_TYPES = (nn.Conv2d, nn.Conv3d)
+
+
+def layer_kind(module: nn.Module) -> str:
+    """``conv``, ``tt`` or ``linear``; ValueError naming the allowed types otherwise."""
+    from svconv.tt import TTConv2d, TTConv3d
+
+    if isinstance(module, (TTConv2d, TTConv3d)):
+        return "tt"
+    if isinstance(module, CONV_TYPES):
+        return "conv"
+    if isinstance(module, nn.Linear):
+        return "linear"
+    raise ValueError(
+        f"module must be an nn.Conv2d, nn.Conv3d, svconv.tt.TTConv2d/TTConv3d or nn.Linear; got {type(module).__name__}"
+    )
+
+
+def spatial_size(module: nn.Module, input_size: int | Sequence[int] | None) -> tuple[int, ...]:
+    """The input's spatial size as a tuple (one int per spatial dimension of a conv; ``()`` for linear)."""
+    if isinstance(module, nn.Linear):
+        return ()
+    ndim = len(module.kernel_size)
+    if input_size is None:
+        raise ValueError(f"input_size is required for a {type(module).__name__} (its exact spectrum depends on it)")
+    size = (int(input_size),) * ndim if isinstance(input_size, int) else tuple(int(v) for v in input_size)
+    if len(size) != ndim or min(size) < 1:
+        raise ValueError(f"input_size must be a positive int or {ndim} positive ints; got {input_size!r}")
+    return size
+
+
+def full_kernel(module: nn.Module) -> torch.Tensor:
+    """The kernel the layer applies: the weight, or a TT layer's ``full_weight()`` (detached)."""
+    return (module.full_weight() if layer_kind(module) == "tt" else module.weight).detach()
+
+
+def relative_change(before: torch.Tensor, module: nn.Module) -> float:
+    """``||W' - W||_F / ||W||_F`` between a saved full kernel and the layer's current one."""
+    after = full_kernel(module)
+    return float((after - before).norm() / before.norm().clamp_min(torch.finfo(before.dtype).tiny))
+
+
+def controlled_part(module: nn.Module) -> tuple[nn.Module, str]:
+    """``(module whose weight a control step edits, its kind)``: a TT layer's core after orthogonalising the
+    frames (then the core's norm is the layer's), otherwise the layer itself."""
+    kind = layer_kind(module)
+    if kind == "tt":
+        module.orthogonalize_()
+        return module.core, "conv"
+    return module, kind
+
+
+def exact_norm(module: nn.Module, input_size: int | Sequence[int] | None) -> float | None:
+    """The layer's exact spectral norm where an exact routine applies, else None.
+
+    Linear: the matrix norm. Conv / TT core with groups 1 and dilation 1: the norm of the periodic
+    operator on the layer's grid (``conv_geometry``) times the padding map's norm: the layer's own norm
+    for periodic layers, an upper bound otherwise (``docs/design.md``). TT layers are measured through
+    the full kernel, so the frames need not be orthogonal.
+    """
+    from svconv.spectrum import conv_spectral_norm
+
+    kind = layer_kind(module)
+    if kind == "linear":
+        return float(torch.linalg.matrix_norm(module.weight.detach(), ord=2))
+    conv = module.core if kind == "tt" else module
+    if conv.groups != 1 or any(d != 1 for d in conv.dilation):
+        return None
+    grid, stride, pad_norm = conv_grid(conv, spatial_size(conv, input_size))
+    return float(conv_spectral_norm(full_kernel(module), grid, stride)) * pad_norm
+
+
+def conv_grid(conv: nn.Module, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...], float]:
+    """``(grid, stride, padding norm)``: the periodic grid on which a conv's exact spectrum is computed, its
+    stride, and the norm of the map from the input to that grid (1 for periodic layers and zeros padding).
+
+    The same rule as ``svconv.methods.base.conv_geometry`` / ``padding_norm`` (``svconv.layers.conv_bound``),
+    without importing ``svconv.methods``, which is built on this package.
+    """
+    from svconv.layers.conv_bound import padding_norm, periodic_grid, side_padding
+
+    pads = side_padding(conv.padding, conv.kernel_size, conv.dilation)
+    grid, periodic = periodic_grid(spatial, pads, conv.kernel_size, conv.stride, conv.padding_mode)
+    norm = 1.0 if periodic else padding_norm(pads, tuple(int(v) for v in spatial), conv.padding_mode)
+    return tuple(grid), tuple(conv.stride), norm
+
+
+def check_plain(conv: nn.Module, name: str, method: str) -> None:
+    """Exact spectral routines need groups 1 and dilation 1; ValueError naming the methods that handle the rest."""
+    if conv.groups != 1 or any(d != 1 for d in conv.dilation):
+        raise ValueError(
+            f"method {method!r} cannot control layer {name!r} (groups={conv.groups}, "
+            f"dilation={conv.dilation}): its exact spectrum needs groups=1 and dilation=1; "
+            "use 'division' or 'fastclip', which work on any convolution"
+        )
