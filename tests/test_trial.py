@@ -93,6 +93,38 @@ def test_absurd_learning_rate_ends_as_diverged(tmp_path):
     assert read_table(tmp_path, "epochs").empty and read_table(tmp_path, "layers").empty
 
 
+@pytest.mark.parametrize("method", ["clip", "division", "fastclip", "gram"])
+def test_a_diverged_trial_of_a_controlling_method_ends_diverged_not_failed(tmp_path, method):
+    # lr 1e12: before the check ran before the control step, clip's eigh raised on the exploded weights
+    # and the trial was recorded (and in a sweep retried) as failed
+    config = TrialConfig(method=method, lr=1e12, **{**TINY, "dataset": "synthetic", "n_train": 128, "batch_size": 32})
+    row = run_trial(config, tmp_path, progress=False, raise_on_error=True)
+    assert row["status"] == "diverged", row["error"]
+    assert "before the control step" in row["error"] and "Traceback" not in row["error"]
+    assert _only_row(tmp_path).status == "diverged"
+
+
+def test_the_control_step_never_runs_on_non_finite_weights():
+    from svconv.data import load_dataset
+    from svconv.methods import get_method
+    from svconv.models import build_model
+    from svconv.training import train_one_epoch
+
+    data = load_dataset("synthetic", n_train=32, n_test=8)
+    shape = tuple(int(v) for v in data.input_shape)
+    model = build_model("small-cnn", data.num_classes, shape, data.mean, data.std)
+    method = get_method("clip")
+    method.attach(model, shape)
+    weight = next(p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() == 4)
+    with torch.no_grad():
+        weight[0, 0, 0, 0] = float("nan")
+    x, y = data.train.images[:8].float() / (255.0 if data.train.images.dtype == torch.uint8 else 1.0), data.train.labels[:8]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    with pytest.raises(DivergedError, match="before the control step"):
+        train_one_epoch(model, [(x, y)], optimizer, method, device=torch.device("cpu"), progress=False)
+    assert method.n_control_steps == 0
+
+
 class _Interrupt(Exception):
     pass
 

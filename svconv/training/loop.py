@@ -48,10 +48,28 @@ class DivergenceGuard:
 
 
 def check_finite_parameters(model: nn.Module, where: str) -> None:
-    """Raise DivergedError naming the first parameter that holds NaN or inf."""
-    for name, p in model.named_parameters():
-        if not torch.isfinite(p).all():
-            raise DivergedError(f"parameter {name} is not finite at {where}")
+    """Raise DivergedError naming the first parameter that holds NaN or inf (one GPU synchronisation)."""
+    params = list(model.named_parameters())
+    if not params:
+        return
+    finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in params]).cpu()
+    if not bool(finite.all()):
+        name = params[int((~finite).nonzero()[0])][0]
+        raise DivergedError(f"parameter {name} is not finite at {where}")
+
+
+def has_control_step(method: Any) -> bool:
+    """Whether ``method`` changes weights in its control step (``none``'s step is a timed no-op)."""
+    from svconv.methods.base import SVMethod
+
+    return type(method).control is not SVMethod.control
+
+
+def check_before_control(model: nn.Module, pending_loss: torch.Tensor, guard: DivergenceGuard, where: str) -> None:
+    """Divergence check that runs before a control step: a method's linear algebra (``eigh``, SVD) fails
+    or returns garbage on non-finite or exploded weights, and that is divergence, not a failure."""
+    guard.check(float(pending_loss), where)
+    check_finite_parameters(model, where)
 
 
 @dataclass
@@ -87,9 +105,12 @@ def train_one_epoch(
     ``method`` is an ``svconv.methods`` SVMethod: ``method.step(model, step)`` runs after every optimiser
     step (it decides itself whether this step is a control step) and ``method.control_time_s`` grows by
     the time it spends. ``scaler`` set (CUDA): forward and loss under float16 autocast. The loss is
-    ``cross_entropy + lam * orthogonality_loss(model)``; divergence raises ``DivergedError``.
+    ``cross_entropy + lam * orthogonality_loss(model)``; divergence raises ``DivergedError``, checked every
+    ``CHECK_EVERY`` steps and before every control step (loss and weights), so that a method never runs
+    its control step on diverged weights.
     """
     guard = guard if guard is not None else DivergenceGuard()
+    controls, clip_every = has_control_step(method), int(getattr(method, "clip_every", 1))
     use_amp = scaler is not None and device.type == "cuda"
     model.train()
     control_before = float(method.control_time_s)
@@ -125,14 +146,16 @@ def train_one_epoch(
             optimizer.step()
         steps += 1
         global_step += 1
+        # NaN-propagating max: a NaN anywhere since the last check stays NaN
+        pending = torch.maximum(pending, loss.detach().float())
+        if controls and global_step % clip_every == 0:
+            check_before_control(model, pending, guard, f"epoch {epoch} step {global_step}, before the control step")
         if method.step(model, global_step):
             control_steps += 1
         n = y.shape[0]
         seen += n
         ce_sum += ce.detach().double() * n
         correct += (logits.detach().argmax(1) == y).sum()
-        # NaN-propagating max: a NaN anywhere since the last check stays NaN
-        pending = torch.maximum(pending, loss.detach().float())
         if steps % CHECK_EVERY == 0 or steps == 1:
             value = float(pending)
             guard.check(value, f"epoch {epoch} step {global_step}")
