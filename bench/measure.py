@@ -2,12 +2,14 @@
 
 Per config (see ``bench.grid``): build the layer (or model) from the config's seed, call the method
 ``warmup`` times untimed and ``repeats`` times timed; the last timed call also gives the peak memory and
-the value (``bench.timing``); a control method starts every call from the same weights and a freshly
-attached method object, so the value does not depend on how often it was timed.
+the value (``bench.timing``); a control method starts every call from the same weights (and, per model,
+a freshly attached method object), so the value does not depend on how often it was timed. What a
+method is and how it runs comes from its registry entry (``svconv.methods.registry``): per layer its
+``layer_value`` or ``layer_control`` (``svconv.control``), per model its ``SVMethod``.
 
 What ``value``, ``exact_value`` and ``gap = (value - exact_value) / exact_value`` hold:
 
-- estimators and bounds (``exact``, ``exact-numpy``, ``exact-torch``, ``gram``, ``power``, ``powerqr``):
+- estimators and bounds (``exact``, ``exact-numpy``, ``exact-torch``, ``gram``, ``rescale``, ``power``, ``powerqr``):
   ``value`` is the method's spectral norm; ``exact_value`` the true spectral norm of the layer's own
   operator (its padding and stride), in float64: ``fft`` (the exact formula, for circular padding),
   ``dense`` (SVD of the explicit matrix, small layers) or ``lanczos`` (ARPACK on ``M^T M`` to 1e-10),
@@ -17,10 +19,14 @@ What ``value``, ``exact_value`` and ``gap = (value - exact_value) / exact_value`
   PowerQR are lower bounds (gap <= 0 up to rounding).
 - control steps (``clip``, ``division``, ``fastclip``, ``aol``): ``value`` is the true spectral norm of
   the layer after one control step (as above), ``exact_value`` the target ``clip_to`` (1 for AOL),
-  ``exact_method`` = ``target``: the gap says how far from the target one step lands.
+  ``exact_method`` = ``target``: the gap says how far from the target one step lands. The control
+  columns: ``sigma_after`` (= ``value``), ``target``, ``passes`` (clip passes, power or projection steps
+  spent) and ``rel_change`` (``||W' - W||_F / ||W||_F``); FLOPs count the passes spent, not the cap.
 - model passes (scope ``model``): ``exact`` times the singular values of every conv/TT layer at its
   input size (value: the largest); a control method times one full control step over the model;
-  with ``check`` the value is the largest exact (periodic-model) norm of a conv/TT layer after it.
+  with ``check`` the value is the largest exact (periodic-model) norm of a conv/TT layer after it and
+  ``sigma_after`` that over the target (the worst layer's ratio); ``passes`` the most any layer spent,
+  ``rel_change`` over all kernels together.
   ``soc`` (LipConvNet) times one forward of every SOC / SOC-TT layer; value: the largest output/input
   norm ratio on that input (target 1).
 
