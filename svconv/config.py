@@ -7,6 +7,8 @@ may set or grid over exactly these fields, and a trial's id is the hash of its c
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -57,6 +59,7 @@ class TrialConfig:
         from svconv.methods import check_compatible, check_method
         from svconv.models import check_arch
 
+        check_field_types(self)
         check_arch(self.arch)
         check_method(self.method)
         check_dataset(self.dataset)
@@ -103,6 +106,41 @@ class TrialConfig:
         from svconv.results.store import config_id  # pandas/pyarrow: not at import, so `svconv --help` stays fast
 
         return config_id(ident)
+
+
+def check_field_types(config: TrialConfig) -> None:
+    """Raise ValueError naming the first field whose value is not of the field's declared type.
+
+    Driven by the dataclass annotations: ``bool`` takes only True/False (a quoted YAML ``"no"`` or
+    ``"false"`` is a string, and would be truthy), ``int`` no bool or float, ``float`` a finite int or
+    float, ``str`` a string; ``X | None`` also None.
+    """
+    hints = typing.get_type_hints(TrialConfig)
+    for f in fields(config):
+        value = getattr(config, f.name)
+        args = typing.get_args(hints[f.name])
+        optional = type(None) in args
+        base = next(a for a in args if a is not type(None)) if optional else hints[f.name]
+        if (value is None and optional) or _has_type(value, base):
+            continue
+        expected = _TYPE_WORDS[base] + (" or null" if optional else "")
+        raise ValueError(f"{f.name} must be {expected}; got {value!r} ({type(value).__name__})")
+
+
+_TYPE_WORDS = {
+    bool: "true or false (a YAML boolean, unquoted: quoted \"no\" or \"false\" is a string)",
+    int: "an integer",
+    float: "a finite number",
+    str: "a string",
+}
+
+
+def _has_type(value: Any, base: type) -> bool:
+    if base is bool:
+        return isinstance(value, bool)
+    if base is float:
+        return _is_number(value) and math.isfinite(value)
+    return isinstance(value, base) and not isinstance(value, bool)
 
 
 def _is_number(v: Any) -> bool:

@@ -1,0 +1,80 @@
+"""Every TrialConfig field is type-checked from its annotation: in Python, in sweep specs (YAML, with the
+line) and on the command line. A quoted YAML boolean (``amp: "no"``) is a string and would be truthy."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import pytest
+
+from svconv.config import TrialConfig
+from sweeps.spec import SpecError, parse_spec
+from svconv_cli.main import main as svconv_main
+
+#: A value of the wrong type for each kind of field.
+WRONG = {bool: "no", int: 1.5, float: "0.1", str: 5}
+
+
+def _base(hint: typing.Any) -> type:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def test_every_field_refuses_a_value_of_the_wrong_type():
+    hints = typing.get_type_hints(TrialConfig)
+    for f in dataclasses.fields(TrialConfig):
+        base = _base(hints[f.name])
+        with pytest.raises(ValueError, match=rf"^{f.name} must be") as exc:
+            TrialConfig(**{f.name: WRONG[base]})
+        assert repr(WRONG[base]) in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("amp", "no", "true or false"),
+        ("augment", "false", "true or false"),
+        ("bn_concat", "off", "true or false"),
+        ("amp", 0, "true or false"),
+        ("data_root", 5, "a string or null"),
+        ("epochs", True, "an integer"),
+        ("rank", 8.0, "an integer or null"),
+        ("lr", float("nan"), "a finite number"),
+        ("clip_to", float("inf"), "a finite number"),
+        ("seed", None, "an integer"),
+    ],
+)
+def test_bad_values_name_the_field_and_what_it_takes(field, value, allowed):
+    with pytest.raises(ValueError) as exc:
+        TrialConfig(**{field: value})
+    msg = str(exc.value)
+    assert msg.startswith(f"{field} must be {allowed}") and repr(value) in msg
+
+
+def test_values_of_the_right_type_pass():
+    c = TrialConfig(amp=False, augment=False, bn_concat=True, data_root="/data", rank=None, lr=1, clip_to=2.5)
+    assert c.amp is False and c.bn_concat is True and c.lr == 1
+
+
+@pytest.mark.parametrize("option", ['amp: "no"', 'augment: "false"', "bn_concat: 'off'", "data_root: 5"])
+def test_a_sweep_spec_refuses_a_mistyped_option_with_its_line(option):
+    name = option.split(":")[0]
+    text = f"name: s\nfixed:\n  arch: small-cnn\n  dataset: synthetic\n  {option}\ngrid:\n  seed: [0]\n"
+    with pytest.raises(SpecError) as exc:
+        parse_spec(text, source="t.yaml")
+    msg = str(exc.value)
+    assert msg.startswith("t.yaml:5:") and f"{name} must be" in msg, msg
+
+
+def test_unquoted_yaml_booleans_are_booleans():
+    text = "name: s\nfixed: {arch: small-cnn, dataset: synthetic, amp: no, augment: off}\ngrid:\n  seed: [0]\n"
+    config = parse_spec(text, source="t.yaml").trials[0].config
+    assert config.amp is False and config.augment is False
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "1.5"], ["--amp", "no"], ["--lr", "fast"]])
+def test_the_command_line_refuses_mistyped_options(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        svconv_main(["train", "--results", str(tmp_path), *argv])
+    assert exc.value.code == 2 and "error:" in capsys.readouterr().err
