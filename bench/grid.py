@@ -17,7 +17,8 @@ methods walk the conv and TT layers; ``soc`` (LipConvNet only) times one forward
 layer, the cost that SOC-TT reduces (Senderovich et al. 2022, Fig. 6).
 
 The methods and what a row of each is come from the registry (``svconv.methods.registry``): a method
-registered there is a bench method, with its default ``iters``, without any table here.
+registered there is a bench method, with its default ``iters``, without any table here; ``method: all``
+is every method of the grid's scope.
 
 Names are checked here (a bad name is a ``ValueError`` naming the key and the allowed values);
 geometry that cannot run (a stride that does not divide the input, a rank above the channels, CUDA
@@ -121,6 +122,8 @@ def expand(grid: Mapping[str, Any], suite: str = "adhoc", overrides: Mapping[str
         raise ValueError(f"unknown {scope} grid key(s) {unknown}; allowed keys: {', '.join(sorted(allowed))}")
     if "method" not in merged:
         raise ValueError(f"a {scope} grid needs 'method' (one of {', '.join(LAYER_METHODS if scope == 'layer' else MODEL_METHODS)})")
+    if merged["method"] == "all":  # every method the registry measures at this scope
+        merged["method"] = list(LAYER_METHODS if scope == "layer" else MODEL_METHODS)
     if scope == "model" and "arch" not in merged:
         raise ValueError("a model grid needs 'arch' (e.g. wrn-16-10, vgg19, resnet18)")
     merged["suite"] = suite
