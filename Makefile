@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RESULTS ?= demo_results
 
-.PHONY: venv demo test browser clean
+.PHONY: venv demo test browser clean gpu-check
 
 venv: $(STAMP)
 
@@ -30,6 +30,12 @@ demo: venv
 
 test: venv browser
 	$(PY) -m pytest -q
+
+# The one-shot GPU check (README, GPU check): no venv needed, only torch, numpy, pandas, pyarrow, pyyaml, tqdm.
+OUT ?= results/gpu_check
+BUDGET ?= 360
+gpu-check:
+	PYTHONPATH=. $(PYTHON) -m bench.gpu_check --out $(OUT) --budget-s $(BUDGET)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
