@@ -64,6 +64,7 @@ class TrialConfig:
         check_method(self.method)
         check_dataset(self.dataset)
         check_compatible(self.method, self.arch, self.rank)
+        _check_rank_compresses(self.arch, self.rank)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, DEVICES)
@@ -125,6 +126,21 @@ def check_field_types(config: TrialConfig) -> None:
             continue
         expected = _TYPE_WORDS[base] + (" or null" if optional else "")
         raise ValueError(f"{f.name} must be {expected}; got {value!r} ({type(value).__name__})")
+
+
+def _check_rank_compresses(arch: str, rank: int | None) -> None:
+    """Refuse a TT rank that compresses no layer: the model would be dense and its rows would claim a rank."""
+    from svconv.models import tt_rank_limit
+
+    if rank is None or not isinstance(rank, int):
+        return
+    limit = tt_rank_limit(arch)
+    if limit is not None and rank >= limit:
+        raise ValueError(
+            f"rank must be below {limit} for arch {arch!r}; got {rank}: ranks are clamped to each layer's channel "
+            f"counts and its widest compressible layer has {limit} channels, so every layer would stay dense "
+            "(use rank none for the dense model)"
+        )
 
 
 _TYPE_WORDS = {

@@ -78,3 +78,29 @@ def test_the_command_line_refuses_mistyped_options(tmp_path, capsys, argv):
     with pytest.raises(SystemExit) as exc:
         svconv_main(["train", "--results", str(tmp_path), *argv])
     assert exc.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch, limit", [("small-cnn", 16), ("vgg19", 512), ("lipconvnet-5", 2048)])
+def test_a_rank_that_compresses_no_layer_is_refused_with_the_numbers(arch, limit):
+    method = "soc" if arch.startswith("lipconvnet") else "none"
+    for rank in (limit, 10_000):
+        with pytest.raises(ValueError, match=rf"rank must be below {limit} for arch '{arch}'; got {rank}"):
+            TrialConfig(arch=arch, method=method, rank=rank)
+    TrialConfig(arch=arch, method=method, rank=limit - 1)  # compresses the widest layer
+
+
+def test_the_rank_limit_is_where_the_built_model_stops_compressing():
+    from svconv.models import build_model
+
+    def replaced(rank: int) -> int:
+        model = build_model("small-cnn", 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3, rank=rank)
+        return len(model.tt_report.replaced)
+
+    assert replaced(15) >= 1 and replaced(16) == 0  # the refusal above is exactly the dense case
+
+
+def test_the_command_line_refuses_a_rank_at_the_channel_count(tmp_path, capsys):
+    code = svconv_main(["train", "--results", str(tmp_path), "--rank", "10000", "--dataset", "synthetic"])
+    err = capsys.readouterr().err
+    assert code == 2 and "rank must be below 16" in err and "10000" in err
+    assert not (tmp_path / "trials").exists()

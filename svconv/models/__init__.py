@@ -5,7 +5,7 @@ Structural modules (``Normalize``, ``Residual``) and ``input_shapes`` let generi
 """
 
 from svconv.models.blocks import Normalize, Residual
-from svconv.models.registry import ARCH_PATTERNS, ArchSpec, build_model, check_arch, parse_arch
+from svconv.models.registry import ARCH_PATTERNS, ArchSpec, build_model, check_arch, parse_arch, tt_rank_limit
 from svconv.models.shapes import input_shapes
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "check_arch",
     "input_shapes",
     "parse_arch",
+    "tt_rank_limit",
 ]

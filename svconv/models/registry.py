@@ -7,11 +7,13 @@ Names: ``small-cnn``, ``lipconvnet-N`` (N = 5, 10, 15, ...), ``wrn-D-W`` (D = 6n
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
+import torch
 from torch import nn
 
 from svconv.models.blocks import Normalize
@@ -115,6 +117,32 @@ def build_model(
 
         model.tt_report = to_tt(model, rank, skip_first=True)
     return model
+
+
+@functools.cache
+def tt_rank_limit(arch: str) -> int | None:
+    """The smallest TT rank that compresses no layer of ``arch`` (None: ``arch`` has no TT form).
+
+    :func:`build_model` clamps a rank to each layer's channel counts and keeps a layer dense when the
+    clamped ranks reach them: a conv (the first excepted, as ``to_tt(skip_first=True)``) stays dense when
+    ``rank >= max(c_in, c_out)``, a LipConvNet SOC (the first and the classifier excepted) when ``rank >=
+    channels``. So the limit is the widest such layer. Found from the dense model built on the meta device
+    (no memory, no initialisation cost) for 3x32x32 inputs and 10 classes; the first layer, the only one
+    that sees the input channels, is never compressed.
+    """
+    spec = parse_arch(arch)
+    if spec.family == "aol":
+        return None
+    with torch.device("meta"):
+        net = _build_net(spec, 3, (32, 32), 10, None)
+    if spec.family == "lipconvnet":
+        from svconv.layers import SOC
+
+        widths = [m.channels for m in net.modules() if isinstance(m, SOC)][1:-1]
+    else:
+        convs = [m for m in net.modules() if type(m) in (nn.Conv2d, nn.Conv3d)][1:]
+        widths = [max(m.in_channels, m.out_channels) for m in convs if m.groups == 1]
+    return max(widths) if widths else None
 
 
 def _build_net(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
