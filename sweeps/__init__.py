@@ -1,7 +1,8 @@
-"""Ray Tune sweeps of training trials: specs (``spec``), the driver (``driver``), Ray Jobs submission
-(``submit``), status (``status``) and where sweep state lives (``state``); ``svconv sweep`` is ``cli``.
+"""Ray Tune sweeps of training trials: specs (``spec``), the driver (``driver``), one run per sweep
+(``lock``), Ray Jobs submission (``submit``) through an authenticated job server (``jobs``), status
+(``status``) and where sweep state lives (``state``); ``svconv sweep`` is ``cli``.
 
-Heavy libraries (Ray) are imported by ``driver`` and ``submit`` only.
+Heavy libraries (Ray) are imported by ``driver`` at import time, by ``jobs`` inside its functions.
 """
 
 from sweeps.spec import SpecError, SweepSpec, Trial, load_spec, parse_spec

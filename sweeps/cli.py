@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
 
     p = sub.add_parser("run", help="validate a spec and run its trials with Ray Tune",
-                       description="Validate SPEC completely, then run every trial with ray.tune.Tuner.")
+                       description="Validate SPEC completely, then run every trial with Ray Tune (tune.run).")
     p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML), e.g. sweeps/demo.yaml; - reads it from stdin")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join: 'auto' (the cluster this node belongs to) or HOST:PORT of its GCS; "
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--token-file", default=None, metavar="FILE", help=TOKEN_HELP)
 
     p = sub.add_parser("resume", help="continue an interrupted sweep (finished trials are not run again)",
-                       description="Tuner.restore the sweep NAME: unfinished trials continue from their last "
+                       description="Resume the sweep NAME's Tune experiment: unfinished trials continue from their last "
                                    "checkpoint, pending ones start, finished ones are left alone.")
     p.add_argument("name", metavar="NAME", help="the sweep's name (the spec's `name`)")
     p.add_argument("--address", default=None, help="Ray cluster to join (see `run`)")

@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from ray import tune
@@ -161,12 +162,23 @@ def resume_sweep(
     while another run holds the sweep's lock."""
     state = SweepState.load(name, storage)
     with SweepLock(state.root, state.name, "svconv sweep resume"):
-        if not tune.Tuner.can_restore(str(state.tune_dir)):
+        if not _has_experiment(state.tune_dir):
             raise ValueError(
                 f"sweep {state.name!r} has no Ray Tune state to resume in {state.tune_dir}; "
                 f"start it with `svconv sweep run {state.spec_source}`"
             )
         return _fit(state, address, progress, resume="AUTO+ERRORED" if retry_failed else "AUTO", callbacks=callbacks)
+
+
+def _has_experiment(path: Path) -> bool:
+    """Whether Tune saved an experiment state at ``path`` (what ``tune.run(resume=...)`` continues)."""
+    if not path.is_dir():
+        return False
+    try:
+        tune.ExperimentAnalysis(str(path))
+    except ValueError:  # "No experiment snapshot file ... was found"
+        return False
+    return True
 
 
 #: Tune experiment (under the sweep's folder) that re-runs finished trials whose rows were lost.
@@ -239,17 +251,22 @@ def _tune_run(state: SweepState, trials: list[dict[str, Any]], experiment: str, 
     )
 
 
+def _finished(trial: Any) -> bool:
+    """The trial made its final report (its status after an interruption says less: Tune stops them all)."""
+    return bool((trial.last_result or {}).get("final"))
+
+
 def _unfinished(analysis: Any) -> int:
     """Trials that neither finished nor errored (the run was interrupted)."""
-    return sum(t.status not in ("TERMINATED", "ERROR") for t in analysis.trials)
+    return sum(t.status != "ERROR" and not _finished(t) for t in analysis.trials)
 
 
 def _rows_lost(state: SweepState, analysis: Any) -> list[dict[str, Any]]:
     """Trials Tune finished whose ``trials`` row cannot be read (a damaged or deleted Parquet file)."""
-    from svconv.results import read_table
+    from svconv.results.store import read_table_checked
 
-    finished = {t.config["trial"]["trial_id"] for t in analysis.trials if t.status == "TERMINATED"}
-    rows = read_table(state.results_dir, "trials")
+    finished = {t.config["trial"]["trial_id"] for t in analysis.trials if _finished(t)}
+    rows, _ = read_table_checked(state.results_dir, "trials")  # a damaged file's trial has no row here
     have = set(rows.loc[rows["sweep"] == state.name, "trial_id"])
     return [t for t in state.trials if t["trial_id"] in finished - have]
 
@@ -298,8 +315,7 @@ class _Retries(tune.Callback):
 class _Progress(tune.Callback):
     """Tune callback: a tqdm bar of finished trials and one line per finished or retried trial.
 
-    Tune pickles its run config (callbacks included) with the experiment, so the bar is made on first
-    use and left out of the pickle.
+    The bar is made on first use and left out of pickles (Tune may pickle callbacks with its state).
     """
 
     def __init__(self, name: str, total: int) -> None:

@@ -65,6 +65,7 @@ _FLOAT_RE = re.compile(
     |\.(?:nan|NaN|NAN))$""",
     re.X,
 )
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")}
 _SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
 
 
@@ -184,6 +185,18 @@ class _Parser:
             raise self.error(node, f"{what} must be a single value, not a list or mapping")
         return self.value(node)
 
+    def check_tags(self, root: yaml.Node) -> None:
+        """Refuse explicit tags other than plain YAML types (``!!python/...`` and the like), wherever they are."""
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if node.tag not in _PLAIN_TAGS:
+                raise self.error(node, f"not valid YAML: the tag {node.tag!r} is not allowed in a spec (plain values only)")
+            if isinstance(node, yaml.SequenceNode):
+                stack.extend(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                stack.extend(n for pair in node.value for n in pair)
+
     def option_value(self, name: str, node: yaml.Node, where: str) -> Any:
         """A trial option's value, with ``rank: full`` read as None and ints given to float fields as floats."""
         value = self.scalar(node, f"{where} {name}")
@@ -211,6 +224,7 @@ class _Parser:
             raise SpecError(f"{self.source}: not valid YAML: {exc}") from None
         if root is None:
             raise SpecError(f"{self.source}:1: the spec is empty; it needs at least `name` and `grid`")
+        self.check_tags(root)
         top = {k: (kn, vn) for k, kn, vn in self.mapping(root, "the spec")}
         for key, (k_node, _) in top.items():
             if key not in SPEC_KEYS:

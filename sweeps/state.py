@@ -3,8 +3,10 @@
 Layout under the storage root (``--storage``, else ``$SVCONV_SWEEPS``, else ``~/svconv_sweeps``)::
 
     <storage>/<name>/sweep.json    what was run: the spec's text, the expanded trials, results dir, resources
-    <storage>/<name>/tune/         Ray Tune's experiment (state, per-trial dirs, checkpoints); Tuner.restore reads it
+    <storage>/<name>/tune/         Ray Tune's experiment (state, per-trial dirs, checkpoints); resume reads it
     <storage>/<name>/results/      the Parquet tables, unless --results put them elsewhere
+    <storage>/<name>/lock.json     while a run or resume drives the sweep (see sweeps.lock)
+    <storage>/<name>/tune-rerun/   the Tune experiment of a resume's re-run of trials whose rows were lost
 
 On a multi-node cluster every path here must be on storage that every node mounts at the same place
 (NFS, EFS, a GCS/S3 fuse mount): Ray Tune persists checkpoints to ``storage_path`` from the node that

@@ -164,6 +164,9 @@ def test_resources_concurrency_retries():
         ("name: s\ngrid: {seed: [0]\n", ["not valid YAML"], None),
         ("name: s\nname: t\ngrid: {seed: [0]}\n", ["'name' appears twice"], 2),
         ("", ["empty"], 1),
+        # tags SafeLoader will not build: a ConstructorError, refused with its line like any bad YAML
+        ("name: !!python/name:os.system ''\ngrid: {seed: [0]}\n", ["not valid YAML", "python/name:os.system", "not allowed"], 1),
+        (BASE + "grid:\n  seed: [0, !!python/object/apply:os.getcwd []]\n", ["not valid YAML", "python/object/apply", "not allowed"], 4),
     ],
 )
 def test_malformed_specs_are_refused_naming_problem_and_line(text, fragments, line):
@@ -229,3 +232,32 @@ def test_status_of_an_unknown_sweep_says_where_it_looked(tmp_path, capsys):
     assert svconv_main(["sweep", "status", "nothing", "--storage", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no sweep named 'nothing'" in err and str(tmp_path) in err
+
+
+def test_cli_refuses_an_unsafe_yaml_tag_with_exit_2_and_its_line(tmp_path, capsys):
+    path = tmp_path / "tagged.yaml"
+    path.write_text(BASE + "grid:\n  seed: [!!python/object/new:os.system [touch pwned]]\n")
+    assert svconv_main(["sweep", "run", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:4: not valid YAML" in err and "Traceback" not in err
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_status_takes_a_name_as_run_does(tmp_path, capsys):
+    """`status NAME/` is sweep NAME (tab completion adds the slash); `../x` is refused, not read."""
+    from sweeps.state import SweepState
+
+    storage = tmp_path / "storage"
+    SweepState.from_spec(spec(BASE + "grid:\n  seed: [0, 1]\n"), None, storage).save()
+    assert svconv_main(["sweep", "status", "s", "--storage", str(storage), "--json"]) == 0
+    plain = capsys.readouterr().out
+    assert len(plain.splitlines()) == 2
+    assert svconv_main(["sweep", "status", "s/", "--storage", str(storage), "--json"]) == 0
+    assert capsys.readouterr().out == plain
+    # a sweep next to the storage root, reachable by `..`: refused before anything is read
+    SweepState.from_spec(spec(BASE.replace("name: s", "name: x") + "grid:\n  seed: [0]\n"), None, tmp_path).save()
+    for bad in ("../x", "a/b", ".", "/abs"):
+        for action in ("status", "resume"):
+            assert svconv_main(["sweep", action, bad, "--storage", str(storage)]) == 2, (action, bad)
+            err = capsys.readouterr().err
+            assert "sweep NAME must be letters, digits" in err and repr(bad) in err, err
