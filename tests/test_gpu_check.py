@@ -98,6 +98,20 @@ def test_run_without_optional_packages_completes_with_skipped_lines(tmp_path):
     assert not [r for r in failed if "blocked by test_gpu_check" in (r.get("error") or "") + r["detail"]], failed
 
 
+def test_modules_the_check_imports_pull_in_no_optional_package(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER.format(blocked=BLOCKED))
+    modules = (
+        "bench.gpu_check.runner", "bench.gpu_check.env", "bench.gpu_check.correctness", "bench.gpu_check.speed",
+        "bench.gpu_check.trials", "bench.gpu_check.summary", "svconv.spectrum", "svconv.tt", "svconv.layers",
+        "svconv.models", "svconv.methods.base", "svconv.config", "svconv.trial", "svconv.results.provenance",
+    )  # fmt: skip
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(n for n in sys.modules if n.split('.')[0] in {BLOCKED!r}))"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
 def test_schedule_gives_each_phase_a_deadline_within_the_budget():
     start = time.time()
     clock = Clock(360.0, list(PHASES), start)

@@ -111,9 +111,11 @@ class _LinalgLibrary:
         torch.backends.cuda.preferred_linalg_library(self.before)
 
 
-def layer_items(rec: Recorder, timer: Timer, shape: tuple[int, int, int, int], times: dict, exact: dict, extras: bool) -> None:
+def layer_items(rec: Recorder, timer: Timer, shape: tuple[int, int, int, int], times: dict, exact: dict, extras: bool,
+                gpu: bool) -> None:
     """The ops of one layer shape: the core pass (exact SVs with eigh, ``clip_to_target`` per solver, one plain
-    pass) or the extras pass (eigh with each CUDA linear-algebra library, CPU round trips, estimators).
+    pass) or the extras pass (with ``gpu``: eigh with each CUDA linear-algebra library and CPU round trips;
+    the estimators).
 
     ``times[(op, solver)]`` collects medians for the model estimates; ``exact[shape]`` the exact norm.
     """
@@ -145,10 +147,9 @@ def layer_items(rec: Recorder, timer: Timer, shape: tuple[int, int, int, int], t
     def to_target(solver: str, on_cpu: bool = False) -> Callable[[], dict[str, Any]]:
         def fn() -> dict[str, Any]:
             clip_to_target = _clip_api()
-            src = w.cpu() if on_cpu else w
 
             def call():
-                res = clip_to_target(src, n, TARGET, s, tol=TOL, solver=solver)
+                res = clip_to_target(w.cpu() if on_cpu else w, n, TARGET, s, tol=TOL, solver=solver)
                 return res, res.weight.to(dev)
 
             fields, (res, _) = timer(call)
@@ -181,7 +182,7 @@ def layer_items(rec: Recorder, timer: Timer, shape: tuple[int, int, int, int], t
         record("clip-1pass", "eigh", one_pass)
         return
 
-    if dev.type == "cuda":
+    if gpu:
         for lib in ("cusolver", "magma"):
             def with_lib(lib=lib) -> torch.Tensor:
                 with _LinalgLibrary(lib):
@@ -322,6 +323,6 @@ def run(rec: Recorder, device: str, size: str) -> None:
             model_items(rec, timer, size, times)
             continue
         for shape in layer_shapes(size):
-            layer_items(rec, timer, shape, times, exact, extras)
+            layer_items(rec, timer, shape, times, exact, extras, gpu=dev.type == "cuda")
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
