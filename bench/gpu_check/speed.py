@@ -22,6 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from bench.gpu_check.correctness import clip_solvers
 from bench.gpu_check.record import Recorder, Skip
 from bench.timing import time_calls
 
@@ -82,19 +83,10 @@ class Timer:
         return fields, timing.result
 
 
-def _clip_api() -> Callable:
-    import svconv.spectrum as sp
-
-    fn = getattr(sp, "clip_to_target", None)
-    if fn is None:
-        raise Skip("svconv.spectrum.clip_to_target is not there yet (issue 11)")
-    return fn
-
-
-def clip_solvers() -> tuple[str, ...]:
-    import svconv.spectrum as sp
-
-    return tuple(s for s in getattr(sp, "CLIP_SOLVERS", ()) if s != "auto")
+def device_solvers() -> tuple[Callable, tuple[str, ...]]:
+    """``(clip_to_target, its solvers but auto)``, or Skip while svconv.spectrum has none."""
+    fn, solvers = clip_solvers()
+    return fn, tuple(x for x in solvers if x != "auto") or ("auto",)
 
 
 class _LinalgLibrary:
@@ -146,7 +138,7 @@ def layer_items(rec: Recorder, timer: Timer, shape: tuple[int, int, int, int], t
 
     def to_target(solver: str, on_cpu: bool = False) -> Callable[[], dict[str, Any]]:
         def fn() -> dict[str, Any]:
-            clip_to_target = _clip_api()
+            clip_to_target, _ = device_solvers()
 
             def call():
                 res = clip_to_target(w.cpu() if on_cpu else w, n, TARGET, s, tol=TOL, solver=solver)
@@ -162,8 +154,7 @@ def layer_items(rec: Recorder, timer: Timer, shape: tuple[int, int, int, int], t
         return fn
 
     try:
-        _clip_api()
-        solvers = clip_solvers() or ("auto",)
+        solvers = device_solvers()[1]
     except Skip:
         solvers = ()
 
@@ -248,7 +239,7 @@ def _model_exact(layers) -> Callable[[], float]:
 
 def _model_clip(layers, solver: str) -> Callable[[], dict[str, float]]:
     """``clip_to_target`` on every conv/TT layer (TT: the orthogonalised core); the model is left unchanged."""
-    clip_to_target = _clip_api()
+    clip_to_target, _ = device_solvers()
 
     def run() -> dict[str, float]:
         worst, change, passes = 0.0, 0.0, 0
@@ -269,8 +260,7 @@ def model_items(rec: Recorder, timer: Timer, size: str, times: dict) -> None:
     dev = timer.dev
     plain: dict[tuple[str, str], float] = {}
     try:
-        solvers = clip_solvers()
-        _clip_api()
+        solvers = device_solvers()[1]
     except Skip:
         solvers = ()
 
