@@ -301,10 +301,16 @@ def test_a_spec_inside_the_project_runs_by_its_path_and_the_upload_leaves_out_lo
 
 
 def test_cluster_config_has_what_the_launcher_needs():
-    from ray.autoscaler._private.util import prepare_config, validate_config
+    import copy
+    from importlib.resources import files
+
+    import jsonschema
+    from ray.autoscaler.sdk import fillout_defaults
 
     cfg = yaml.safe_load((ROOT / "ray_cluster.yaml").read_text())
-    validate_config(prepare_config(cfg))  # Ray's own cluster-config schema, after the launcher's defaults
+    # Ray's own cluster-config schema (shipped with the launcher), after the launcher's defaults
+    schema = json.loads(files("ray.autoscaler").joinpath("ray-schema.json").read_text())
+    jsonschema.validate(fillout_defaults(copy.deepcopy(cfg)), schema)
     assert isinstance(cfg["cluster_name"], str) and cfg["cluster_name"]
     assert cfg["provider"]["type"] == "aws" and cfg["provider"]["region"]
     types = cfg["available_node_types"]
