@@ -159,3 +159,26 @@ def test_bad_arguments_name_the_argument(kwargs, match):
 def test_contract_constants():
     assert CLIP_SOLVERS == ("auto", "eigh", "matmul")
     assert CLIP_STRATEGIES[0] == "secant"
+
+
+@pytest.mark.parametrize("d,stride,guarantee", [(2, 1, False), (2, 2, True), (3, 2, False)])
+def test_tt_layer_is_clipped_through_its_core(d, stride, guarantee):
+    from svconv.tt import TTConv2d, TTConv3d
+
+    torch.manual_seed(20)
+    cls = TTConv2d if d == 2 else TTConv3d
+    layer = cls(5, 6, 3, (4, 3), stride=stride, padding=1, padding_mode="circular", dtype=torch.float64)
+    with torch.no_grad():  # frames far from orthonormal: the method must orthogonalise first
+        layer.U.weight.normal_()
+        layer.V.weight.normal_()
+    n = (4,) * d
+    x = torch.randn(2, 5, *n, dtype=torch.float64)
+    y = layer(x).detach()
+    full = layer.full_weight().detach()  # the layer's dense kernel (bias excluded: the operator is linear)
+    c = 0.4 * dense_norm(full, n, stride)
+    res = layer.clip_to_target(c, n, tol=0.02, guarantee=guarantee, solver="eigh")
+    truth = dense_norm(layer.full_weight().detach(), n, stride)
+    assert res.sigma == pytest.approx(truth, rel=1e-9)
+    assert abs(truth - c) <= 0.02 * c and (truth <= c or not guarantee)
+    assert torch.equal(layer.core.weight.detach(), res.weight)
+    assert not torch.allclose(layer(x), y)  # the layer changed

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from svconv.spectrum import clip_conv_singular_values, conv_singular_values, conv_spectral_norm
+from svconv.spectrum import ClipResult, clip_conv_singular_values, clip_to_target, conv_singular_values, conv_spectral_norm
 from svconv.spectrum._checks import check_count, check_positive
 from svconv.tt.frames import TTFrames, check_channels, parse_ranks
 
@@ -202,6 +202,34 @@ class _TTConvNd(nn.Module, TTFrames):
                 new = clip_conv_singular_values(dilate_kernel(new, dil), input_size, max_sv, self.core.stride)[taps]
         w.copy_(new)
         return self
+
+    @torch.no_grad()
+    def clip_to_target(
+        self,
+        max_sv: float,
+        input_size: int | Sequence[int],
+        *,
+        tol: float = 0.01,
+        guarantee: bool = False,
+        solver: str = "auto",
+        strategy: str = "secant",
+        max_passes: int = 20,
+        level: float | None = None,
+    ) -> ClipResult:
+        """Clip the layer's periodic operator to within ``tol`` of ``max_sv`` through the core (Theorem 3.2).
+
+        Orthogonalises the frames (function unchanged), runs ``svconv.spectrum.clip_to_target`` on the core
+        with the layer's stride and dilation, and writes the core back in place. The result's ``sigma`` is the
+        layer's norm (the core's, frames orthonormal); ``weight`` is the new core kernel. Arguments as there.
+        """
+        self.orthogonalize_()
+        w = self.core.weight
+        res = clip_to_target(
+            w, input_size, max_sv, self.core.stride, tol=tol, guarantee=guarantee, solver=solver,
+            strategy=strategy, max_passes=max_passes, level=level, dilation=self.core.dilation,
+        )
+        w.copy_(res.weight)
+        return res
 
     def lipschitz_bound(self, input_shape: Sequence[int]) -> float:
         """Certified upper bound on the layer's Lipschitz constant for one input ``(c_in, *spatial)``.
