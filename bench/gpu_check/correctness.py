@@ -109,7 +109,8 @@ def clip_target_item(dev: torch.device, case, solver: str, tol: float = 0.01) ->
         ref = clip_to_target(w, n, target, s, tol=tol, solver="eigh")
         g = clip_to_target(w.to(dev, torch.float32), n, target, s, tol=tol, solver=solver, guarantee=True)
         g_true = _ref_norm(g.weight, n, s)
-        check(float(g.sigma) <= target and g_true <= target * (1 + slack), f"guarantee: sigma {float(g.sigma):.5f}, true {g_true:.5f} > target {target:.5f}")
+        check(float(g.sigma) <= target and g_true <= target * (1 + slack),
+              f"guarantee: sigma {float(g.sigma):.5f}, true {g_true:.5f} > target {target:.5f}")
         diff = float((res.weight.detach().cpu().double() - ref.weight).norm() / ref.weight.norm())
         return {
             "solver": solver, "passes": int(res.passes), "sigma_ratio": true / target, "guarantee_ratio": g_true / target,
@@ -163,7 +164,8 @@ def power_item(dev: torch.device) -> dict[str, Any]:
     ref = conv_singular_values(conv.weight.detach().cpu().double(), 8)[:3]
     ratio = (top.detach().cpu().double() / ref).tolist()
     check(all(r <= 1 + TOL[torch.float32] for r in ratio) and ratio[0] >= 0.98, f"PowerQR / exact top-3: {ratio}")
-    return {"power_ratio": s / exact, "detail": f"power / exact {s / exact:.5f}; PowerQR top-3 / exact {', '.join(f'{r:.4f}' for r in ratio)}"}
+    qr = ", ".join(f"{r:.4f}" for r in ratio)
+    return {"power_ratio": s / exact, "detail": f"power / exact {s / exact:.5f}; PowerQR top-3 / exact {qr}"}
 
 
 def gram_item(dev: torch.device) -> dict[str, Any]:

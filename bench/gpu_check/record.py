@@ -118,7 +118,8 @@ class Recorder:
         """Seconds until the phase's soft deadline."""
         return self.deadline - time.time()
 
-    def row(self, item: str, status: str, detail: str = "", error: str | None = None, seconds: float | None = None, **fields: Any) -> dict[str, Any]:
+    def row(self, item: str, status: str, detail: str = "", error: str | None = None, seconds: float | None = None,
+            **fields: Any) -> dict[str, Any]:
         """Append one row (and flush it to disk)."""
         return append_row(self.out, self.phase, item, status, detail, error, seconds, **fields)
 

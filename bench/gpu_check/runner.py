@@ -144,7 +144,8 @@ def run_tests(out: Path, clock: Clock) -> None:
     line = text.strip().splitlines()[-1] if text.strip() else ""
     item = "pytest -m cuda -x -q " + " ".join(Path(f).name for f in files)
     if killed:
-        append_row(out, phase, item, "stopped", f"cap reached after {took:.0f} s; output tail in pytest.txt", error=text[-800:], seconds=took)
+        append_row(out, phase, item, "stopped", f"cap reached after {took:.0f} s; output tail in pytest.txt",
+                   error=text[-800:], seconds=took)
     elif rc == 0 and counts.get("passed", 0) > 0:
         append_row(out, phase, item, "ok", line, seconds=took, **counts)
     elif rc == 0:
@@ -164,7 +165,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="default: cuda when available")
     p.add_argument("--size", choices=("auto", "full", "quick"), default="auto",
                    help="full: the WRN-16-10 shapes; quick: channels/8, sizes/4 (auto: full on cuda, quick on cpu)")  # fmt: skip
-    p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)} (env and the summary always run)")
+    p.add_argument("--phases", default=",".join(PHASES),
+                   help=f"comma-separated subset of {','.join(PHASES)} (env and the summary always run)")
     a = p.parse_args(argv)
     if not a.budget_s > 0:
         p.error(f"--budget-s must be a positive number of seconds; got {a.budget_s}")
@@ -186,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     selected = [p for p in PHASES if p in a.phases]
     clock = Clock(a.budget_s, selected, start)
     device, size = a.device, a.size
+    walls: dict[str, float] = {}
     for phase in PHASES:
         title = PHASES[phase][0]
+        began = time.time()
         if phase not in selected:
             append_row(out, phase, title, "skipped", "not selected (--phases)")
         elif phase in DEVICE_PHASES and device not in ("cpu", "cuda"):
@@ -199,12 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run_worker(out, phase, device, size if size != "auto" else "full", clock)
             if phase == "env":
-                device = next((r.get("device") for r in read_rows(out, "env") if r["item"] == "device" and r["status"] == "ok"), None) or "none"
+                ok = [r for r in read_rows(out, "env") if r["item"] == "device" and r["status"] == "ok"]
+                device = ok[0]["device"] if ok else "none"
                 size = size if size != "auto" else ("full" if device == "cuda" else "quick")
+        walls[phase] = time.time() - began
         print(f"gpu_check: {title}: {_phase_line(read_rows(out, phase))} ({time.time() - start:.0f} s)", flush=True)
     from bench.gpu_check.summary import write_summary
 
-    failed = write_summary(out, budget=a.budget_s, started=start, size=size, device=device, phases=list(PHASES))
+    failed = write_summary(out, budget=a.budget_s, started=start, size=size, device=device, walls=walls)
     print(f"gpu_check: summary in {out / 'summary.md'} ({time.time() - start:.0f} s of {a.budget_s:.0f} s)", flush=True)
     return 1 if failed else 0
 

@@ -100,7 +100,8 @@ def _speed_sections(rows: list[dict[str, Any]]) -> list[str]:
         lines += [f"### {title}", "", *_table(["shape", *solvers, "winner", "peak MiB"], table), ""]
     est = [r for r in rows if r.get("op") in ("gram-bound", "power-20", "powerqr-4x20")]
     if est:
-        table = [[r["shape"], r["op"], r["status"], _ms(r.get("time_median_s")), "" if r.get("gap") is None else f"{r['gap']:+.2e}"] for r in est]
+        gap = lambda r: "" if r.get("gap") is None else f"{r['gap']:+.2e}"  # noqa: E731
+        table = [[r["shape"], r["op"], r["status"], _ms(r.get("time_median_s")), gap(r)] for r in est]
         lines += ["### Estimators (gap to the exact norm: >= 0 for the bound, <= 0 for power/PowerQR)", "",
                   *_table(["shape", "estimator", "status", "median", "gap"], table), ""]  # fmt: skip
     return lines
@@ -181,8 +182,12 @@ def _write_parquet(rows: list[dict[str, Any]], path: Path) -> str:
     return f"{len(frame)} rows"
 
 
-def write_summary(out: Path, budget: float, started: float, size: str, device: str, phases: list[str]) -> int:
-    """Write the summary files to ``out``; return the number of failed items."""
+def write_summary(out: Path, budget: float, started: float, size: str, device: str, walls: dict[str, float]) -> int:
+    """Write the summary files to ``out``; return the number of failed items.
+
+    ``walls``: wall seconds of each phase (process start-up included), in the order the phases ran.
+    """
+    phases = list(walls)
     rows = {p: read_rows(out, p) for p in phases}
     meta = _meta(rows.get("env", []), device, size)
     used = time.time() - started
@@ -200,11 +205,11 @@ def write_summary(out: Path, budget: float, started: float, size: str, device: s
     for p in phases:
         rs = rows[p]
         counts = {s: sum(r["status"] == s for r in rs) for s in ("ok", "failed", "skipped", "stopped")}
-        secs = sum(r.get("seconds") or 0 for r in rs)
+        secs = walls[p]
         first_bad = next((r for r in rs if r["status"] in ("failed", "stopped")), None)
         note = f"{first_bad['item']}: {first_bad['detail']}" if first_bad else (rs[0]["detail"] if rs and len(rs) == 1 else "")
-        table.append([TITLES.get(p, p), phase_status(rs), counts["ok"], counts["failed"], counts["skipped"], counts["stopped"], f"{secs:.1f}", note[:160]])
-    lines += _table(["phase", "status", "ok", "failed", "skipped", "stopped", "seconds", "note"], table)
+        table.append([TITLES.get(p, p), phase_status(rs), *counts.values(), f"{secs:.1f}", note[:160]])
+    lines += _table(["phase", "status", "ok", "failed", "skipped", "stopped", "wall s", "note"], table)
     lines += ["", "6 summary: this file, summary.json, speed.parquet, trials.parquet, solver_choice.json.", ""]
     for p in phases:
         lines += [f"## {TITLES.get(p, p)}", ""]
@@ -221,8 +226,10 @@ def write_summary(out: Path, budget: float, started: float, size: str, device: s
         "trials.parquet": _write_parquet(rows.get("trials", []), out / "trials.parquet"),
     }
     lines += ["## Files", "", *[f"- {name}: {what}" for name, what in parquet.items()],
-              "- rows/*.jsonl: every row as written; logs/: worker output; pytest.txt: phase 2 output; results/: the trials' svconv tables", ""]  # fmt: skip
+              "- rows/*.jsonl: every row as written; logs/: worker output; pytest.txt: phase 2 output;",
+              "  results/: the trials' svconv tables", ""]  # fmt: skip
     (out / "summary.md").write_text("\n".join(lines))
     (out / "solver_choice.json").write_text(json.dumps(choice, indent=1))
-    (out / "summary.json").write_text(json.dumps({"meta": meta, "budget_s": budget, "used_s": used, "rows": rows}, indent=1))
+    everything = {"meta": meta, "budget_s": budget, "used_s": used, "phase_wall_s": walls, "rows": rows}
+    (out / "summary.json").write_text(json.dumps(everything, indent=1))
     return sum(r["status"] == "failed" for rs in rows.values() for r in rs)

@@ -93,7 +93,7 @@ def run(rec: Recorder, device: str, size: str, out: str | Path) -> None:
                 raise RuntimeError(f"trial {row['status']}: {(row.get('error') or '')[-600:]}")
             after = _allocated_mb(dev)
             chance = 100.0 / (10 if dataset == "mnist5k" else 4)
-            acc = row.get("clean_acc")
+            acc = row.get("clean_acc")  # percent; None when the test set was empty
             learned = (acc is not None and acc >= chance + LEARN_MARGIN) or (len(losses) > 1 and losses[-1] <= (1 - LOSS_DROP) * losses[0])
             retained = None if after is None or baseline is None else after - baseline
             problems = []
@@ -104,7 +104,8 @@ def run(rec: Recorder, device: str, size: str, out: str | Path) -> None:
             mem = "" if retained is None else f", retained {retained:.1f} MiB, peak {row.get('peak_mem_mb') or 0:.0f} MiB"
             return {
                 "status": "failed" if problems else "ok",
-                "detail": "; ".join(problems) or f"accuracy {acc:.1f}% (chance {chance:.0f}%), loss {losses[0]:.3f} -> {losses[-1]:.3f}{mem}",
+                "detail": "; ".join(problems)
+                or f"accuracy {acc}% (chance {chance:.0f}%), loss {losses[0]:.3f} -> {losses[-1]:.3f}{mem}",
                 "trial_id": row["trial_id"], "clean_acc": acc, "chance": chance, "first_loss": losses[0] if losses else None,
                 "final_loss": losses[-1] if losses else None, "epochs": len(losses), "train_time_s": row.get("train_time_s"),
                 "control_time_s": row.get("control_time_s"), "wall_s": wall, "peak_mem_mb": row.get("peak_mem_mb"),
