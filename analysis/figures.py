@@ -269,6 +269,98 @@ def gap_vs_time(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Missing
     return Figure("gap_vs_time", title, _layout(fig, title, height=460))
 
 
+#: control rows whose achieved norm lies within this relative distance of the target count as on target
+TARGET_TOL = 0.01
+#: at most this many shapes (subplots) in the achieved-norm figure; those with the most methods are kept
+CONTROL_FACETS = 12
+
+
+def control_points(bench: pd.DataFrame) -> pd.DataFrame:
+    """Control rows with what they achieved: ``ratio`` (``sigma_after / target``; model rows already hold
+    the worst layer's ratio in ``sigma_after``), ``off`` (``|ratio - 1|``), ``shape`` (the facet), the
+    median time and peak memory per (shape, method, iters, device, dtype), and ``on_front``: not dominated
+    in (time, off) within its shape — no other method there is both faster and closer to the target."""
+    b = _bench_ok(bench) if not bench.empty else pd.DataFrame()
+    if b.empty:
+        return pd.DataFrame()
+    for c in ("sigma_after", "target", "passes", "rel_change", "iters"):
+        b[c] = _num(b[c])
+    b = b[b["sigma_after"].notna() & b["target"].notna() & b["time_median_s"].notna()]
+    if b.empty:
+        return pd.DataFrame()
+    model = b["scope"] == "model"
+    tt = np.where(b["tt"], " TT r=" + b["rank"].map(lambda v: f"{v:g}"), "")
+    layer_shape = (b["c_in"].map(lambda v: f"{v:g}") + "→" + b["c_out"].map(lambda v: f"{v:g}") + " @" + _str(b["input_size"])
+                   + np.where(b["stride"] > 1, " s" + b["stride"].map(lambda v: f"{v:g}"), ""))  # fmt: skip
+    b = b.assign(
+        ratio=np.where(model, b["sigma_after"], b["sigma_after"] / b["target"]),
+        shape=np.where(model, "model " + _str(b["arch"]), layer_shape) + tt,
+    )
+    b["iters"] = b["iters"].map(lambda v: "" if pd.isna(v) else f"{v:g}")
+    keys = ["shape", "scope", "method", "iters", "device", "dtype"]
+    b[keys] = b[keys].apply(_str)
+    pts = b.groupby(keys, sort=True).agg(
+        time_s=("time_median_s", "median"), ratio=("ratio", "median"), passes=("passes", "median"),
+        rel_change=("rel_change", "median"), peak_mem_mb=("peak_mem_mb", "median"), n=("ratio", "size"),
+    ).reset_index()  # fmt: skip
+    pts["off"] = (pts["ratio"] - 1).abs()
+    pts["on_front"] = False
+    for _, g in pts.groupby(["shape", "device", "dtype"]):
+        pts.loc[g.index, "on_front"] = pareto_mask(g[["time_s", "off"]].to_numpy(), [False, False])
+    return pts
+
+
+def control_pareto(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Missing:
+    """Time against the achieved ``sigma_after / target`` per method (``svconv bench clip-to-target``), one
+    subplot per layer shape or model; the methods no other beats in both time and closeness are coloured,
+    the dominated ones grey; the band is ``1 ± TARGET_TOL``."""
+    pts = control_points(bench)
+    if pts.empty:
+        return Missing("needs control bench rows with sigma_after and target (svconv bench clip-to-target)")
+    order = pts.groupby("shape").agg(model=("scope", lambda s: (s == "model").any()), methods=("method", "nunique"))
+    facets = list(order.index)
+    note = ""
+    if len(facets) > CONTROL_FACETS:
+        keep = set(order.sort_values("methods", ascending=False, kind="stable").index[:CONTROL_FACETS])
+        note = f" (showing the {CONTROL_FACETS} of {len(facets)} shapes with the most methods)"
+        facets = [f for f in facets if f in keep]
+    facets.sort(key=lambda f: (bool(order.loc[f, "model"]), f))
+    cols = min(3, len(facets))
+    nrows = math.ceil(len(facets) / cols)
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=facets, horizontal_spacing=0.06, vertical_spacing=0.5 / nrows)
+    shown: set[str] = set()
+    hover = ("%{text}<br>σ_after / target %{x:.4f}<br>%{y:.3g} s<br>passes %{customdata[0]:.0f}, "
+             "rel. change %{customdata[1]:.3g}<extra></extra>")  # fmt: skip
+    for k, facet in enumerate(facets):
+        r, c = k // cols + 1, k % cols + 1
+        f = pts[pts["shape"] == facet]
+        f = f.assign(text=f["method"] + np.where(f["iters"] != "", " ×" + f["iters"], ""))
+        for front, g in ((False, f[~f["on_front"]]), (True, f[f["on_front"]])):
+            for method, gm in g.groupby("method") if front else [("dominated", g)]:
+                if gm.empty:
+                    continue
+                fig.add_trace(
+                    go.Scatter(
+                        x=gm["ratio"], y=gm["time_s"], mode="markers", name=str(method), legendgroup=str(method),
+                        showlegend=str(method) not in shown, text=gm["text"], customdata=gm[["passes", "rel_change"]],
+                        hovertemplate=hover,
+                        marker=dict(color=colors.get(str(method)), size=9, line=dict(color="black", width=1))
+                        if front else dict(color=GREY, size=7),
+                    ),
+                    row=r, col=c,
+                )  # fmt: skip
+                shown.add(str(method))
+        # after the traces: plotly adds no shape to a subplot that is still empty
+        fig.add_vrect(x0=1 - TARGET_TOL, x1=1 + TARGET_TOL, fillcolor="rgba(44,160,44,0.25)", line_width=0, layer="below",
+                      row=r, col=c)  # fmt: skip
+    title = f"Time against achieved σ_after / target (green: within ±{TARGET_TOL:.0%}; grey: dominated)" + note
+    fig.update_xaxes(type="log")
+    fig.update_xaxes(title_text="σ_after / target", row=nrows)
+    fig.update_yaxes(type="log")
+    fig.update_yaxes(title_text="median time (s)", col=1)
+    return Figure("control_pareto", title, _layout(fig, title, height=max(420, 300 * nrows + 80)))
+
+
 # ---------------------------------------------------------------------------------- trial figures
 
 #: (x metric, y metric) pairs of the Pareto panel; clean accuracy is always y

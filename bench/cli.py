@@ -8,8 +8,8 @@ import sys
 DESCRIPTION = (
     "Time, peak memory, value and gap to the exact value of every method of computing or controlling the "
     "singular values of a conv layer (plain and TT) or of a whole model, over a suite or a grid; one Parquet "
-    "row per configuration in RESULTS/bench/. Shipped suites: quick, seed-fig2, wrn16-10, estimators, scaling "
-    "(--list describes them)."
+    "row per configuration in RESULTS/bench/. Shipped suites: quick, seed-fig2, wrn16-10, estimators, scaling, "
+    "clip-to-target (--list describes them)."
 )
 
 EPILOG = """examples:
@@ -18,6 +18,8 @@ EPILOG = """examples:
   svconv bench --grid method=exact,exact-numpy,exact-torch channels=64 input_size=32 stride=1,2
   svconv bench --grid scope=model arch=wrn-16-10 method=clip rank=null,192,256,320 --repeats 1 --warmup 0
   svconv bench estimators --device cuda --address auto      # one Ray task per config, a GPU each
+  svconv bench clip-to-target --threads 2                    # time to land within 1% of the target
+  svconv bench --grid runner=clip-target method=clip-to-target,division channels=64 input_size=16
 
 grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
   layer: method channels input_size kernel ndim stride padding rank rank_frac iters k clip_to seed
@@ -26,6 +28,8 @@ grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
   layer methods: exact exact-numpy exact-torch gram power powerqr clip division fastclip aol
   model methods: exact clip division fastclip gram (conv/TT nets: wrn-D-W vgg19 resnet18 small-cnn)
                  soc (lipconvnet-N: one forward of every SOC / SOC-TT layer)
+  runner=clip-target (bench.clip_target): methods clip-to-target clip-pass division fastclip gram, plus
+                 strategy solver guarantee tol max_passes (clip_to_target's; default: every strategy and solver)
 """
 
 
@@ -49,9 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.grid import expand, parse_grid_args
+    from bench.grid import parse_grid_args
     from bench.run import run_configs, write_bench_rows
-    from bench.suites import list_suites, load_suite
+    from bench.suites import list_suites, load_suite, runner_configs
     from bench.summary import format_summary
 
     if args.list:
@@ -70,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if args.suite:
         configs = load_suite(args.suite).configs(overrides)
     else:
-        configs = expand(parse_grid_args(args.grid), suite=args.name, overrides=overrides)
+        grid = parse_grid_args(args.grid)
+        configs = runner_configs([grid], args.name, overrides, grid.pop("runner", "grid"))
     rows = run_configs(configs, address=args.address, progress=not args.no_progress, task_cpus=args.task_cpus)
     write_bench_rows(args.results, rows)
     print(format_summary(rows))

@@ -33,8 +33,18 @@ def run_configs(
     bar = tqdm(configs, desc="bench", unit="config", disable=not progress)
     for cfg in bar:
         bar.set_postfix_str(_label(cfg), refresh=False)
-        rows.append(run_config(cfg))
+        rows.append(run_one(cfg))
     return rows
+
+
+def run_one(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The row of one config, measured by its runner: ``bench.measure``, or ``bench.clip_target`` for
+    configs of the clip-to-target suite (they carry ``runner: clip-target``)."""
+    if cfg.get("runner") == "clip-target":
+        from bench.clip_target import run_config as run_clip_target
+
+        return run_clip_target(cfg)
+    return run_config(cfg)
 
 
 def _label(cfg: Mapping[str, Any]) -> str:
@@ -50,7 +60,7 @@ def _run_ray(configs: list[dict[str, Any]], address: str, progress: bool, task_c
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(address=address, log_to_driver=False)  # "local" starts a new instance
-    remote = ray.remote(run_config)
+    remote = ray.remote(run_one)
     refs = {}
     for i, cfg in enumerate(configs):
         gpus = 1 if cfg["device"] == "cuda" else 0

@@ -8,7 +8,8 @@ A suite file::
       - {method: [exact, exact-numpy], channels: 64, input_size: 32, stride: [1, 2]}
       - {scope: model, arch: wrn-16-10, method: clip, rank: [null, 192]}
 
-See ``bench.grid`` for the keys of a grid.
+See ``bench.grid`` for the keys of a grid. ``runner: clip-target`` (optional) measures the grids with
+``bench.clip_target`` (time to reach the target, per strategy and solver) instead of ``bench.measure``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import yaml
 from bench.grid import expand_all
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
+#: ``runner`` of a suite file -> what measures its configs (``grid``: ``bench.measure``, the default).
+RUNNERS = ("grid", "clip-target")
 
 
 @dataclass
@@ -31,10 +34,24 @@ class Suite:
     name: str
     description: str
     grids: list[dict[str, Any]] = field(default_factory=list)
+    runner: str = "grid"
 
     def configs(self, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """The canonical configs of every grid; ``overrides`` (e.g. device, repeats) win over the file."""
-        return expand_all(self.grids, self.name, overrides)
+        return runner_configs(self.grids, self.name, overrides, self.runner)
+
+
+def runner_configs(
+    grids: list[dict[str, Any]], suite: str, overrides: Mapping[str, Any] | None = None, runner: str = "grid"
+) -> list[dict[str, Any]]:
+    """The canonical configs of ``grids`` for ``runner`` (one of :data:`RUNNERS`)."""
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}; got {runner!r}")
+    if runner == "clip-target":
+        from bench import clip_target
+
+        return clip_target.expand_all(grids, suite, overrides)
+    return expand_all(grids, suite, overrides)
 
 
 def list_suites() -> dict[str, str]:
@@ -53,13 +70,16 @@ def load_suite(name_or_path: str | Path) -> Suite:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict) or not isinstance(data.get("grids"), list) or not data["grids"]:
         raise ValueError(f"suite {path}: needs a non-empty 'grids' list (and optional 'description', 'defaults')")
-    unknown = sorted(set(data) - {"description", "defaults", "grids"})
+    unknown = sorted(set(data) - {"description", "defaults", "grids", "runner"})
     if unknown:
-        raise ValueError(f"suite {path}: unknown key(s) {unknown}; allowed: description, defaults, grids")
+        raise ValueError(f"suite {path}: unknown key(s) {unknown}; allowed: description, defaults, grids, runner")
+    runner = data.get("runner", "grid")
+    if runner not in RUNNERS:
+        raise ValueError(f"suite {path}: runner must be one of {', '.join(RUNNERS)}; got {runner!r}")
     defaults = data.get("defaults") or {}
     grids = []
     for i, grid in enumerate(data["grids"]):
         if not isinstance(grid, dict):
             raise ValueError(f"suite {path}: grid {i} must be a mapping; got {grid!r}")
         grids.append({**defaults, **grid})
-    return Suite(path.stem, str(data.get("description", "")).strip(), grids)
+    return Suite(path.stem, str(data.get("description", "")).strip(), grids, runner)

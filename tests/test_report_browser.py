@@ -41,7 +41,7 @@ def synthetic_report(tmp_path_factory):
 def test_every_figure_renders_without_errors(synthetic_report):
     path, report = synthetic_report
     page = open_page(path, CHROMIUM)
-    assert report.n_figures == 35
+    assert report.n_figures == 36
     assert page.figures == report.n_figures  # the count the page declares
     assert page.rendered == report.n_figures  # ... each with a drawn plot
     assert page.errors == []
@@ -76,4 +76,4 @@ def test_the_check_catches_a_broken_figure(synthetic_report, tmp_path):
     assert page.figures == report.n_figures and page.rendered == report.n_figures - 1
     assert any("noSuchCall" in e for e in page.errors)
     assert any("noSuchCall" in m for m in page.console)
-    assert 'id="render-status" hidden' not in page.dom and "Rendered 34 of 35 figures" in page.dom
+    assert 'id="render-status" hidden' not in page.dom and "Rendered 35 of 36 figures" in page.dom
