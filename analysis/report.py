@@ -19,7 +19,7 @@ from analysis import figures as F
 from analysis import html as H
 from analysis.load import Results, load_results
 from analysis.paper import load_paper_results
-from analysis.tables import aggregate, failed_trials, prepare_trials, summary_tables, varying_key
+from analysis.tables import aggregate, damaged_files_table, failed_trials, prepare_trials, summary_tables, varying_key
 
 FORMATS = ("html", "csv", "png")
 FAILED_ROWS_SHOWN = 500
@@ -159,16 +159,12 @@ class _Builder:
             ("Time versus input size", F.time_vs_input_size),
             ("Memory versus rank", F.memory_vs_rank),
             ("Estimator gap versus time", F.gap_vs_time),
-            ("Time versus achieved norm", F.control_pareto),
         )
         for title, build in builders:
             self._figure(self.page.subsection(s, title), build(b, self.colors), title)
         sp = F.bench_speedups(b)
         if not sp.empty:
             self.tables["bench_speedups"] = sp
-        points = F.control_points(b)
-        if not points.empty:
-            self.tables["control_pareto"] = points
         bad = b[b["status"].fillna("ok") != "ok"]
         if len(bad):
             sub = self.page.subsection(s, "Skipped and failed measurements")
@@ -206,6 +202,8 @@ class _Builder:
 
     def failures(self) -> None:
         s = self.page.section("Failed and diverged trials")
+        if self.r.damaged:
+            self._damaged(self.page.subsection(s, "Unreadable results files"))
         bad = failed_trials(self.trials)
         if bad.empty:
             s.add(H.note("None: every trial finished with status ok." if len(self.trials) else "No trials."))
@@ -218,6 +216,13 @@ class _Builder:
         shown["error"] = [H.error_cell(e) for e in shown["error"]]
         s.add(H.note("Click an error to unfold its traceback."))
         s.add(H.table(shown, text_columns=("trial_id", "sweep", "status"), html_columns=("error",)))
+
+    def _damaged(self, s: H.Section) -> None:
+        frame = damaged_files_table(self.r.damaged)
+        self.tables["damaged_files"] = frame
+        s.add(H.note(f"{len(frame)} file(s) could not be read (zero-byte or truncated) and are left out of every "
+                     "table above; `svconv sweep resume` runs their trials again."))  # fmt: skip
+        s.add(H.table(frame, text_columns=tuple(frame.columns)))
 
     def build(self, progress: bool = False) -> Report:
         paper = load_paper_results()
