@@ -159,12 +159,16 @@ class _Builder:
             ("Time versus input size", F.time_vs_input_size),
             ("Memory versus rank", F.memory_vs_rank),
             ("Estimator gap versus time", F.gap_vs_time),
+            ("Time versus achieved norm", F.control_pareto),
         )
         for title, build in builders:
             self._figure(self.page.subsection(s, title), build(b, self.colors), title)
         sp = F.bench_speedups(b)
         if not sp.empty:
             self.tables["bench_speedups"] = sp
+        points = F.control_points(b)
+        if not points.empty:
+            self.tables["control_pareto"] = points
         bad = b[b["status"].fillna("ok") != "ok"]
         if len(bad):
             sub = self.page.subsection(s, "Skipped and failed measurements")

@@ -152,4 +152,41 @@ def _bench_rows(rng: np.random.Generator, prov: dict) -> list[dict]:
         )  # fmt: skip
     rows.append(dict(bench_id="skipped", suite="synthetic", scope="layer", method="clip", tt=False, c_in=512,
                      c_out=512, status="skipped", reason="too large for this device", **prov))  # fmt: skip
+    return rows + _control_rows(rng, prov)
+
+
+#: clip-to-target suite rows: method -> (time in units of one clip pass, passes, sigma_after / target)
+_CONTROL = {
+    "clip-pass": (1.0, 1, 1.33),
+    "clip-to-target/secant/eigh": (2.2, 3, 1.004),
+    "clip-to-target/passes/eigh": (14.0, 16, 1.009),
+    "clip-to-target/dykstra/eigh": (20.0, 20, 1.03),
+    "clip-to-target/secant/matmul": (4.0, 3, 0.995),
+    "clip-to-target/secant/eigh/guarantee": (2.3, 3, 0.996),
+    "division": (0.2, 1, 0.93),
+    "fastclip": (0.5, 10, 1.12),
+    "gram": (0.4, 1, 0.81),
+}
+
+
+def _control_rows(rng: np.random.Generator, prov: dict) -> list[dict]:
+    """Rows shaped like ``svconv bench clip-to-target``'s: one layer shape and the whole model, plain and TT."""
+    rows = []
+    for (scope, rank), (method, (cost, passes, ratio)) in product(
+        [("layer", None), ("model", None), ("model", 256)], _CONTROL.items()
+    ):
+        t = cost * (2.0 if scope == "layer" else 57.0) * (1 if rank is None else 0.4) * (1 + rng.normal(0, 0.05))
+        sigma = ratio * (1 + rng.normal(0, 0.002))
+        shape = dict(c_in=160, c_out=160, kernel="3x3", input_size="32x32", stride=1, padding="circular") if scope == "layer" \
+            else dict(arch="wrn-16-10", input_size="32x32")  # fmt: skip
+        rows.append(
+            dict(
+                bench_id=f"ctt-{scope}-{rank}-{method}", suite="clip-to-target", scope=scope, method=method,
+                tt=rank is not None, rank=rank, ndim=2, device="cpu", dtype="float32", repeats=3,
+                iters=20 if method.startswith("clip-to-target") else passes, time_median_s=t, time_iqr_s=0.05 * t,
+                time_min_s=0.95 * t, peak_mem_mb=300.0, value=sigma, exact_value=1.0, exact_method="target",
+                gap=sigma - 1.0, sigma_after=sigma, target=1.0, passes=passes, rel_change=0.1 * abs(ratio - 1) + 0.05,
+                status="ok", **shape, **prov,
+            )
+        )  # fmt: skip
     return rows

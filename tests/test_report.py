@@ -37,11 +37,11 @@ TINY = dict(dataset="synthetic", arch="small-cnn", n_train=128, n_test=64, epoch
 @pytest.fixture(scope="session")
 def real_results(tmp_path_factory) -> Path:
     """Three ok trials and one failed one from ``run_trial``; the quick bench suite and a 2 × 2 grid
-    (channels × input size, so that the time-versus-size figures have data), from the bench package.
-    Dataset ``synthetic``: balanced classes even in tiny subsets."""
+    (channels × input size, so that the time-versus-size figures have data), and two clip-to-target rows,
+    from the bench package. Dataset ``synthetic``: balanced classes even in tiny subsets."""
     from bench.grid import expand, parse_grid_args
     from bench.run import run_configs, write_bench_rows
-    from bench.suites import load_suite
+    from bench.suites import load_suite, runner_configs
     from svconv.config import TrialConfig
     from svconv.trial import run_trial
 
@@ -51,6 +51,8 @@ def real_results(tmp_path_factory) -> Path:
     fast = {"repeats": 1, "warmup": 0}
     configs = load_suite("quick").configs(fast)
     configs += expand(parse_grid_args(["method=power", "channels=4,8", "input_size=6,8", "iters=3"]), "grid", fast)
+    configs += runner_configs([{"method": ["clip-to-target", "gram"], "strategy": "secant", "solver": "eigh", "channels": 4,
+                                "input_size": 6}], "clip-to-target", fast, runner="clip-target")  # fmt: skip
     write_bench_rows(out, run_configs(configs, progress=False))
     return out
 
@@ -75,8 +77,8 @@ def test_report_from_the_real_pipeline(real_results, tmp_path, capsys):
 
     assert _h2(page) == list(SECTIONS)
     n = int(re.search(r'<meta name="svconv-figure-count" content="(\d+)">', page).group(1))
-    # speedup, time vs channels, time vs size, memory, gap, Pareto, layers, Lipschitz, curves
-    assert n == 9
+    # speedup, time vs channels, time vs size, memory, gap, time vs achieved norm, Pareto, layers, Lipschitz, curves
+    assert n == 10
     assert len(re.findall(r'class="plotly-graph-div"', page)) == n
     assert page.count("Plotly.newPlot(") == n
     assert len(re.findall(r"\* plotly\.js v\d", page)) == 1  # the bundle, once
@@ -89,9 +91,9 @@ def test_report_from_the_real_pipeline(real_results, tmp_path, capsys):
 
     text = _text(page)
     assert "trials 4 (ok 3, failed 1)" in text
-    assert "sweeps tiny" in text and "bench suites grid, quick" in text
+    assert "sweeps tiny" in text and "bench suites clip-to-target, grid, quick" in text
     for toc in ("Speedup versus rank", "Time versus channels", "Time versus input size", "Memory versus rank",
-                "Estimator gap versus time", "synthetic · small-cnn"):  # fmt: skip
+                "Estimator gap versus time", "Time versus achieved norm", "synthetic · small-cnn"):  # fmt: skip
         assert f">{toc}</a>" in page
     # the failed trial is listed with its error; its traceback folded under the last line
     assert "TrialFailure: fail_at_epoch=1" in text
@@ -111,6 +113,9 @@ def test_report_from_the_real_pipeline(real_results, tmp_path, capsys):
     assert (speed["speedup"] > 0).all() and set(speed["scope"]) == {"layer", "model"}
     layer = speed[speed["scope"] == "layer"]
     assert (layer["theory"] == (layer["c"] / layer["rank"]) ** 3).all()  # (c/r)^3 beside the measured speedup
+    control = pd.read_csv(tmp_path / "report_csv" / "control_pareto.csv")
+    assert {"clip-to-target/secant/eigh", "gram"} <= set(control["method"]) and control["on_front"].any()
+    assert (control["ratio"] > 0).all() and (control["off"] == (control["ratio"] - 1).abs()).all()
 
 
 def test_synthetic_report_has_every_figure_and_the_papers_rows(tmp_path):
@@ -118,8 +123,8 @@ def test_synthetic_report_has_every_figure_and_the_papers_rows(tmp_path):
     report = render_report(load_results(tmp_path / "res"), "res")
     assert report.missing == []
     assert _h2(report.html) == list(SECTIONS)
-    # 5 bench figures, a Pareto panel per dataset, 3 figures per dataset × arch
-    assert report.n_figures == 5 + 3 + 3 * 9
+    # 6 bench figures, a Pareto panel per dataset, 3 figures per dataset × arch
+    assert report.n_figures == 6 + 3 + 3 * 9
     # cifar10 · wrn-16-10 is in the papers: their rows sit beside ours, marked as reported by them
     table = report.html.split('id="summary-tables-cifar10-wrn-16-10"')[1].split("</table>")[0]
     paper_rows = re.findall(r'<tr class="paper">(.*?)</tr>', table)
@@ -177,6 +182,36 @@ def test_pareto_panel_greys_exactly_the_dominated_configs():
     assert len(line) == 1 and list(line[0].x) == [1.0, 2.0, 5.0]  # the front, joined in order
 
 
+def test_control_pareto_greys_exactly_the_dominated_methods():
+    """Per shape, a method is dominated when another is at least as fast and at least as close to the target;
+    model rows hold the worst layer's ratio in sigma_after already."""
+    base = dict(status="ok", suite="clip-to-target", tt=False, device="cpu", dtype="float32", target=2.0)
+    layer = dict(scope="layer", c_in=16, c_out=16, input_size="8x8", stride=1)
+    rows = [
+        {**base, **layer, "method": "fast-far", "time_median_s": 0.1, "sigma_after": 2.6},  # ratio 1.3
+        {**base, **layer, "method": "slow-close", "time_median_s": 1.0, "sigma_after": 2.01},  # 1.005
+        {**base, **layer, "method": "slower-farther", "time_median_s": 2.0, "sigma_after": 1.9},  # 0.95: dominated
+        {**base, **layer, "method": "no-norm", "time_median_s": 0.01, "sigma_after": None},  # not a control row
+        {**base, "scope": "model", "arch": "wrn-16-10", "method": "fast-far", "time_median_s": 5.0, "sigma_after": 1.004},
+    ]
+    from svconv.results.schema import BENCH
+
+    bench = pd.DataFrame(rows).reindex(columns=BENCH.names)
+    pts = F.control_points(bench).set_index(["shape", "method"])
+    assert pts.loc[("16→16 @8x8", "fast-far"), "ratio"] == pytest.approx(1.3)
+    assert pts.loc[("model wrn-16-10", "fast-far"), "ratio"] == pytest.approx(1.004)
+    assert pts["on_front"].to_dict() == {
+        ("16→16 @8x8", "fast-far"): True, ("16→16 @8x8", "slow-close"): True, ("16→16 @8x8", "slower-farther"): False,
+        ("model wrn-16-10", "fast-far"): True,
+    }  # fmt: skip
+    fig = F.control_pareto(bench, F.colors_for(bench["method"]))
+    grey = [t for t in fig.fig.data if t.name == "dominated"]
+    assert len(grey) == 1 and list(grey[0].text) == ["slower-farther"]
+    assert sorted(t.name for t in fig.fig.data if t.name != "dominated") == ["fast-far", "fast-far", "slow-close"]
+    assert [a.text for a in fig.fig.layout.annotations] == ["16→16 @8x8", "model wrn-16-10"]
+    assert isinstance(F.control_pareto(bench[bench["method"] == "no-norm"], {}), F.Missing)
+
+
 def test_empty_folder_says_what_is_missing(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "r.html"
@@ -199,7 +234,7 @@ def test_partial_folders(tmp_path):
     bench_only = tmp_path / "bench_only"
     shutil.copytree(full / "bench", bench_only / "bench")
     report = render_report(load_results(bench_only), "b")
-    assert report.n_figures == 5 and any(m.startswith("Pareto fronts: need trials") for m in report.missing)
+    assert report.n_figures == 6 and any(m.startswith("Pareto fronts: need trials") for m in report.missing)
 
     no_history = tmp_path / "no_history"
     shutil.copytree(full / "trials", no_history / "trials")
