@@ -194,8 +194,8 @@ def test_grids_parse_and_check_names():
         expand({"method": "svd"})
     with pytest.raises(ValueError, match="unknown layer grid key"):
         expand({"method": "exact", "chanels": 3})
-    assert set(list_suites()) == set(SUITES)
-    for name in SUITES:
+    assert set(SUITES) <= set(list_suites())
+    for name in list_suites():
         assert load_suite(name).configs()  # every shipped suite expands
 
 
