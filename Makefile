@@ -31,11 +31,12 @@ demo: venv
 test: venv browser
 	$(PY) -m pytest -q
 
-# The one-shot GPU check (README, GPU check): no venv needed, only torch, numpy, pandas, pyarrow, pyyaml, tqdm.
+# The one-shot GPU check (README, GPU check): no install step, only torch, numpy, pandas, pyarrow, pyyaml,
+# tqdm; the venv's Python when there is one, else $(PYTHON).
 OUT ?= results/gpu_check
 BUDGET ?= 360
 gpu-check:
-	PYTHONPATH=. $(PYTHON) -m bench.gpu_check --out $(OUT) --budget-s $(BUDGET)
+	PYTHONPATH=. $(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m bench.gpu_check --out $(OUT) --budget-s $(BUDGET)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from bench.gpu_check.record import append_row, current_item, read_rows
@@ -112,7 +113,8 @@ def run_worker(out: Path, phase: str, device: str, size: str, clock: Clock) -> N
                    f"phase cap reached after {took:.0f} s; killed" + (f" while running this item" if item else ""),
                    seconds=took)  # fmt: skip
     elif rc != 0:
-        append_row(out, phase, f"{phase} worker", "failed", f"worker exited with code {rc}", error=_tail(log), seconds=took)
+        last = (_tail(log).strip().splitlines() or [""])[-1]
+        append_row(out, phase, f"{phase} worker", "failed", f"worker exited with code {rc}: {last}"[:300], error=_tail(log), seconds=took)
 
 
 def run_tests(out: Path, clock: Clock) -> None:
@@ -140,13 +142,13 @@ def run_tests(out: Path, clock: Clock) -> None:
     rc, killed = _run(cmd, log, soft)
     took = time.time() - start
     text = _tail(log, 4000)
-    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", text.splitlines()[-1] if text else "")}
     line = text.strip().splitlines()[-1] if text.strip() else ""
+    counts = {f"n_{k.rstrip('s')}": int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", line)}
     item = "pytest -m cuda -x -q " + " ".join(Path(f).name for f in files)
     if killed:
         append_row(out, phase, item, "stopped", f"cap reached after {took:.0f} s; output tail in pytest.txt",
                    error=text[-800:], seconds=took)
-    elif rc == 0 and counts.get("passed", 0) > 0:
+    elif rc == 0 and counts.get("n_passed", 0) > 0:
         append_row(out, phase, item, "ok", line, seconds=took, **counts)
     elif rc == 0:
         append_row(out, phase, item, "skipped", f"nothing ran here: {line}", seconds=took, **counts)
@@ -198,10 +200,15 @@ def main(argv: list[str] | None = None) -> int:
             append_row(out, phase, title, "skipped", f"no usable device ({a.device} asked for; see phase 1)")
         elif clock.left() <= 1:
             append_row(out, phase, title, "skipped", "budget spent before this phase")
-        elif phase == "tests":
-            run_tests(out, clock)
         else:
-            run_worker(out, phase, device, size if size != "auto" else "full", clock)
+            try:
+                if phase == "tests":
+                    run_tests(out, clock)
+                else:
+                    run_worker(out, phase, device, size if size != "auto" else "full", clock)
+            except Exception as exc:  # noqa: BLE001 - a bug of the check itself is a row too, never a crash
+                append_row(out, phase, title, "failed", f"the check itself failed: {type(exc).__name__}: {exc}",
+                           error=traceback.format_exc()[-1500:])  # fmt: skip
             if phase == "env":
                 ok = [r for r in read_rows(out, "env") if r["item"] == "device" and r["status"] == "ok"]
                 device = ok[0]["device"] if ok else "none"
