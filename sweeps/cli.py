@@ -110,6 +110,9 @@ def _finish(outcome, storage: str | None) -> int:
         where = f" --storage {storage}" if storage else ""
         print(f"interrupted: continue with `svconv sweep resume {outcome.status.name}{where}`", file=sys.stderr)
         return 130
+    from svconv.results import compact_results
+
+    compact_results(outcome.status.results_dir)  # its report then reads a few files, not one per trial and table
     return 0 if outcome.ok else 1
 
 

@@ -214,3 +214,22 @@ def test_sweep_run_and_resume_refuse_an_unwritable_results_folder_before_ray_sta
         err = capsys.readouterr().err
         assert code == 2 and "is not writable" in err and why in err
     assert "ray" not in sys.modules or not __import__("ray").is_initialized()
+
+
+def test_sweep_status_counts_a_damaged_trials_file_as_unreadable(tmp_path, capsys):
+    from sweeps.spec import load_spec
+    from sweeps.state import SweepState
+    from sweeps.status import sweep_status
+
+    storage, results = tmp_path / "storage", tmp_path / "results"
+    state = SweepState.from_spec(load_spec(_spec(tmp_path)), results, storage)
+    state.save()
+    good, bad = (t["trial_id"] for t in state.trials)
+    write_rows(results, "trials", good, [{"trial_id": good, "sweep": state.name, "status": "ok"}])
+    (results / "trials" / f"{bad}.parquet").write_bytes(b"")  # its writer was killed mid-write
+
+    status = sweep_status(state.name, storage)
+    assert status.counts["ok"] == 1 and status.counts["unreadable"] == 1 and not status.complete
+    assert svconv_main(["sweep", "status", state.name, "--storage", str(storage)]) == 0
+    out = capsys.readouterr().out
+    assert "unreadable: 1" in out and bad in out and "0 bytes" in out

@@ -5,6 +5,7 @@ from svconv.results.store import (
     DamagedFile,
     canonical_json,
     check_writable,
+    compact_results,
     config_id,
     damaged_files,
     describe_damaged,
@@ -27,6 +28,7 @@ __all__ = [
     "describe_damaged",
     "DamagedFile",
     "check_writable",
+    "compact_results",
     "write_rows",
     "provenance",
 ]

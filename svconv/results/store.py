@@ -164,6 +164,12 @@ def damaged_files(results_dir: str | os.PathLike, tables: Iterable[str] = TABLES
     return out
 
 
+def compact_results(results_dir: str | os.PathLike) -> list[DamagedFile]:
+    """Bring the compacted copy of every table under ``results_dir`` up to date (e.g. when a sweep ends,
+    so that its first report opens a few files, not one per trial); returns the damaged files."""
+    return damaged_files(results_dir)
+
+
 def describe_damaged(damaged: Iterable[DamagedFile]) -> str:
     """One line per damaged file, for warnings and CLI messages."""
     items = list(damaged)
