@@ -30,9 +30,7 @@ Configs come from suite files whose top level says ``runner: clip-target`` (``be
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import datetime as _dt
 import itertools
 import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -41,9 +39,9 @@ import torch
 from torch import nn
 
 from bench.grid import bench_id, expand
-from bench.measure import Skip, _check_layer, _measured, base_row, build_bench_model, make_layer, reference_norm
+from bench.measure import Skip, _check_layer, _measured, build_bench_model, make_layer, reference_norm
+from bench.measure import run_config as run_measured
 from bench.timing import time_calls
-from svconv.results import provenance
 
 RUNNER = "clip-target"
 CT_METHOD = "clip-to-target"
@@ -106,12 +104,8 @@ def expand_grid(grid: Mapping[str, Any], suite: str, overrides: Mapping[str, Any
 
 
 def expand_all(grids: Iterable[Mapping[str, Any]], suite: str, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Configs of several grids, in order, without duplicates."""
-    out: dict[str, dict[str, Any]] = {}
-    for grid in grids:
-        for cfg in expand_grid(grid, suite, overrides):
-            out.setdefault(bench_id(cfg), cfg)
-    return list(out.values())
+    """Configs of several grids, in order, without duplicates (equal ids are equal configs)."""
+    return list({bench_id(c): c for grid in grids for c in expand_grid(grid, suite, overrides)}.values())
 
 
 def method_label(cfg: Mapping[str, Any]) -> str:
@@ -219,32 +213,6 @@ def _measure_model(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Measure one config of this suite and return its ``bench`` row (status ok, skipped or failed)."""
-    row = base_row(cfg)
+    row = run_measured(cfg, lambda c: _measure_layer(c) if c["scope"] == "layer" else _measure_model(c))
     row["method"] = method_label(cfg)
-    start = _dt.datetime.now(_dt.timezone.utc)
-    threads = torch.get_num_threads()
-    limits: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg["threads"])
-        with contextlib.suppress(ImportError):
-            from threadpoolctl import threadpool_limits
-
-            limits = threadpool_limits(cfg["threads"])
-    row["threads"] = torch.get_num_threads()
-    device = cfg["device"]
-    try:
-        if device == "cuda" and not torch.cuda.is_available():
-            raise Skip("device cuda requested but CUDA is not available on this machine")
-        with limits:
-            row.update(_measure_layer(cfg) if cfg["scope"] == "layer" else _measure_model(cfg))
-        row.update(status="ok", reason=None)
-    except Skip as exc:
-        row.update(status="skipped", reason=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a failed measurement is a row, not a crashed run
-        row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
-    finally:
-        torch.set_num_threads(threads)
-    ok_device = device if device != "cuda" or torch.cuda.is_available() else "cpu"
-    row.update(provenance(ok_device))
-    row.update(start_time=start, end_time=_dt.datetime.now(_dt.timezone.utc))
     return row

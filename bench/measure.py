@@ -108,8 +108,11 @@ def base_row(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def run_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Measure one canonical config (``bench.grid``) and return its row (status ok, skipped or failed)."""
+def run_config(cfg: Mapping[str, Any], measure: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Measure one canonical config (``bench.grid``) and return its row (status ok, skipped or failed).
+
+    ``measure(cfg)``: the measured columns, instead of this module's (``bench.clip_target`` passes its own).
+    """
     row = base_row(cfg)
     start = _now()
     device = cfg["device"]
@@ -128,7 +131,9 @@ def run_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         if device == "cuda" and not torch.cuda.is_available():
             raise Skip("device cuda requested but CUDA is not available on this machine")
         with limits:
-            if cfg["scope"] == "layer":
+            if measure is not None:
+                row.update(measure(cfg))
+            elif cfg["scope"] == "layer":
                 row.update(_measure_layer(cfg))
             else:
                 row.update(_measure_model(cfg))
