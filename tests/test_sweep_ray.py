@@ -137,6 +137,16 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_sweep_goes_on(mixed_swee
 # interrupted, then resumed
 
 
+class Completed(ray.tune.Callback):
+    """The trial ids of the trials that completed in this run."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ids.add(trial.config["trial"]["trial_id"])
+
+
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(cluster, tmp_path):
     text = tiny_spec("resumable", seeds=8, epochs=2, retries=0)
     spec_file = tmp_path / "resumable.yaml"
@@ -170,10 +180,13 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(cluster,
     assert len(finished) >= 1 and finished <= set(before.index)
     assert len(finished) < len(spec.trials), "the sweep ended before the interruption; nothing to resume"
 
-    outcome = resume_sweep("resumable", storage=storage, progress=False)
+    seen = Completed()
+    outcome = resume_sweep("resumable", storage=storage, progress=False, callbacks=[seen])
     assert outcome.ok and outcome.status.counts["ok"] == len(spec.trials)
     assert_one_row_per_trial(results, spec)
     after = trial_rows(results, "resumable").set_index("trial_id")
+    # the resumed run called this process's callbacks, for exactly the trials it ran
+    assert seen.ids == {t.trial_id for t in spec.trials} - finished
     for tid in finished:  # not run again: the same row, the same start time
         assert after.loc[tid, "start_time"] == before.loc[tid, "start_time"]
     assert set(after.index) - set(before.index)  # trials that had not ended ran on resume
