@@ -110,7 +110,7 @@ def run_worker(out: Path, phase: str, device: str, size: str, clock: Clock) -> N
     if killed:
         item = current_item(out, phase)
         append_row(out, phase, item or phase, "stopped",
-                   f"phase cap reached after {took:.0f} s; killed" + (f" while running this item" if item else ""),
+                   f"phase cap reached after {took:.0f} s; killed" + (" while running this item" if item else ""),
                    seconds=took)  # fmt: skip
     elif rc != 0:
         last = (_tail(log).strip().splitlines() or [""])[-1]
@@ -217,7 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_check: {title}: {_phase_line(read_rows(out, phase))} ({time.time() - start:.0f} s)", flush=True)
     from bench.gpu_check.summary import write_summary
 
-    failed = write_summary(out, budget=a.budget_s, started=start, size=size, device=device, walls=walls)
+    try:
+        failed = write_summary(out, budget=a.budget_s, started=start, size=size, device=device, walls=walls)
+    except Exception:  # noqa: BLE001 - the rows are on disk; say where, rather than lose the run
+        note = traceback.format_exc()[-1500:]
+        (out / "summary.md").write_text(f"# GPU check: the summary failed\n\nRows are in rows/*.jsonl.\n\n```\n{note}\n```\n")
+        print(f"gpu_check: writing the summary failed; rows are in {out / 'rows'}\n{note}", file=sys.stderr)
+        return 2
     print(f"gpu_check: summary in {out / 'summary.md'} ({time.time() - start:.0f} s of {a.budget_s:.0f} s)", flush=True)
     return 1 if failed else 0
 
