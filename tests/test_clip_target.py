@@ -182,3 +182,84 @@ def test_tt_layer_is_clipped_through_its_core(d, stride, guarantee):
     assert abs(truth - c) <= 0.02 * c and (truth <= c or not guarantee)
     assert torch.equal(layer.core.weight.detach(), res.weight)
     assert not torch.allclose(layer(x), y)  # the layer changed
+
+
+# -- the matmul solver ---------------------------------------------------------------------------
+
+
+def _complex_batch(a, b, singular_values, dtype, seed):
+    """``(len, a, b)`` complex matrices with the given singular values (one row per matrix) and random frames."""
+    g = torch.Generator().manual_seed(seed)
+    k = min(a, b)
+    U = torch.linalg.qr(torch.randn(len(singular_values), a, k, dtype=dtype, generator=g))[0]
+    V = torch.linalg.qr(torch.randn(len(singular_values), b, k, dtype=dtype, generator=g))[0]
+    return (U * singular_values.to(dtype).unsqueeze(-2)) @ V.mH, U, V
+
+
+@pytest.mark.parametrize("a,b", [(12, 12), (6, 15), (15, 6)])
+def test_msign_and_the_polar_hard_cap_identity(a, b):
+    from svconv.spectrum.clip import clip_transfer_matrices
+    from svconv.spectrum.msign import msign
+
+    k = min(a, b)
+    sv = torch.linspace(0.1, 3.0, k, dtype=torch.float64).repeat(4, 1)
+    X, U, V = _complex_batch(a, b, sv, torch.complex128, 21)
+    O = msign(X)
+    torch.testing.assert_close(O, U @ V.mH, rtol=0, atol=1e-12)
+    # docs/design.md: U min(S, c) V^H = (X + c O - msign(c O - X) O^H (c O - X)) / 2, exact O
+    c = 1.3
+    Y = c * O - X
+    capped = 0.5 * (X + c * O - msign(Y) @ O.mH @ Y)
+    torch.testing.assert_close(capped, clip_transfer_matrices(X, c), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.complex128, 1e-6), (torch.complex64, 2e-4)])
+@pytest.mark.parametrize("a,b", [(16, 16), (8, 20), (20, 8)])
+def test_hard_cap_matches_the_eigensolver_with_tiny_and_near_level_values(a, b, dtype, atol):
+    from svconv.spectrum.clip import clip_transfer_matrices
+    from svconv.spectrum.msign import hard_cap
+
+    k = min(a, b)
+    sv = torch.logspace(-7, 0.7, k, dtype=torch.float64).repeat(6, 1)  # down to 2e-8 sigma_max
+    sv[:, -4:-1] = torch.tensor([1.0, 1.0 + 1e-6, 1.0 - 1e-4])  # on and next to the level
+    X, _, _ = _complex_batch(a, b, sv, dtype, 22)
+    ours = hard_cap(X, 1.0)
+    truth = clip_transfer_matrices(X.to(torch.complex128), 1.0)
+    torch.testing.assert_close(ours.to(torch.complex128), truth, rtol=0, atol=atol * sv.max().item())
+    assert torch.linalg.svdvals(ours.to(torch.complex128)).max() <= 1.0 + 2 * atol
+
+
+@pytest.mark.parametrize("strategy", ["secant", "passes"])
+@pytest.mark.parametrize("c_out,c_in,k,n,s", SHAPES)
+def test_matmul_solver_matches_eigh(c_out, c_in, k, n, s, strategy):
+    w = _kernel(c_out, c_in, k, 23)
+    c = 0.4 * dense_norm(w, n, s)
+    eig = clip_to_target(w, n, c, s, tol=0.02, strategy=strategy, solver="eigh", max_passes=60)
+    mat = clip_to_target(w, n, c, s, tol=0.02, strategy=strategy, solver="matmul", max_passes=60)
+    assert mat.passes == eig.passes
+    torch.testing.assert_close(mat.weight, eig.weight, rtol=0, atol=1e-6 * w.abs().max().item())
+    truth = dense_norm(mat.weight, n, s)
+    assert truth * (1 - 1e-12) <= mat.sigma <= truth * (1 + 1e-3)  # a certified bound (to rounding), tight to GRAM_REL
+
+
+@pytest.mark.parametrize("strategy", CLIP_STRATEGIES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("c_out,c_in,k,n,s", [SHAPES[1], SHAPES[4]])
+def test_matmul_guarantee_holds(c_out, c_in, k, n, s, dtype, strategy):
+    w = _kernel(c_out, c_in, k, 24, dtype)
+    c = 0.5 * dense_norm(w, n, s)
+    res = clip_to_target(w, n, c, s, tol=0.05, guarantee=True, strategy=strategy, solver="matmul", max_passes=3)
+    assert res.sigma <= c
+    assert dense_norm(res.weight, n, s) <= c * (1 + 1e-6)
+    assert res.weight.dtype == dtype
+
+
+@pytest.mark.cuda
+def test_cuda_stays_on_device_and_matches_cpu():
+    w = _kernel(6, 4, (3, 3), 25)
+    c = 0.4 * conv_spectral_norm(w, 8, 2).item()
+    cpu = clip_to_target(w, 8, c, 2, solver="eigh")
+    for solver in CLIP_SOLVERS:
+        res = clip_to_target(w.cuda(), 8, c, 2, solver=solver)
+        assert res.weight.is_cuda
+        torch.testing.assert_close(res.weight.cpu(), cpu.weight, rtol=0, atol=1e-6)
