@@ -142,15 +142,51 @@ def _train_and_evaluate(
     progress: bool | None,
     state: _Progress,
 ) -> None:
-    from svconv.data import load_dataset
-    from svconv.methods import get_method
-    from svconv.models import build_model
-    from svconv.tt import compression_ratio, orthogonality_loss
+    """The steps of a trial, in order; each fills ``state`` as it goes so that a failure keeps what was done."""
+    state.device = _prepare_device(config)
+    run = _set_up(config, state.device)
+    done = _resume(run, checkpoint_dir, trial_id, state)
+    for epoch in range(done + 1, config.epochs + 1):
+        row = _train_epoch(run, config, epoch, progress)
+        state.history.append(row)
+        path = _save_epoch(run, checkpoint_dir, trial_id, epoch, state.history)
+        if report is not None:
+            report({**row, "epochs": config.epochs, "trial_id": trial_id, "checkpoint": None if path is None else str(path)})
+    _evaluate(run, config, progress, state)
 
-    device = state.device = resolve_device(config.device)
+
+@dataclass
+class _Run:
+    """Everything a trial trains and evaluates with, built once from its config."""
+
+    device: torch.device
+    input_shape: tuple[int, ...]
+    model: nn.Module
+    method: Any  # an svconv.methods.SVMethod
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    guard: DivergenceGuard
+    train: DeviceBatches
+    test: DeviceBatches
+    global_step: int = 0
+
+
+def _prepare_device(config: TrialConfig) -> torch.device:
+    """The trial's device (peak-memory counter reset on CUDA), with every generator seeded."""
+    device = resolve_device(config.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seed_everything(config.seed)
+    return device
+
+
+def _set_up(config: TrialConfig, device: torch.device) -> _Run:
+    """Load the data; build the model, its SV-control method, optimiser, schedule and batches."""
+    from svconv.data import load_dataset
+    from svconv.methods import get_method
+    from svconv.models import build_model
+
     bundle = load_dataset(
         config.dataset,
         data_root=config.data_root,
@@ -160,6 +196,7 @@ def _train_and_evaluate(
         seed=config.seed,
     )
     input_shape = tuple(int(v) for v in bundle.input_shape)
+    # the config has checked that method, arch and rank go together (svconv.methods.check_compatible)
     model = build_model(
         config.arch, bundle.num_classes, input_shape, bundle.mean, bundle.std, rank=config.rank, method=config.method
     ).to(device)
@@ -170,104 +207,127 @@ def _train_and_evaluate(
         clip_iters=config.clip_iters,
         power_iters=config.power_iters,
         bn_concat=config.bn_concat,
+        clip_tol=config.clip_tol,
     )
     method.attach(model, input_shape)
     optimizer = build_optimizer(model, config.optimizer, config.lr, config.momentum, config.weight_decay)
-    scheduler = build_scheduler(optimizer, config.schedule, config.epochs)
-    scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
-    guard = DivergenceGuard()
-    test = DeviceBatches(bundle.test, max(config.batch_size, 256), device, augment=False)
-    train = DeviceBatches(bundle.train, config.batch_size, device, shuffle=True)
-
-    done, global_step = 0, 0
-    ckpt = latest_checkpoint(checkpoint_dir)
-    if ckpt is not None:
-        saved = load_checkpoint(ckpt, map_location=device)
-        if saved["trial_id"] != trial_id:
-            raise ValueError(
-                f"checkpoint {ckpt} belongs to trial {saved['trial_id']}, not {trial_id}; "
-                "give each trial its own checkpoint_dir"
-            )
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if scaler is not None and saved.get("scaler"):
-            scaler.load_state_dict(saved["scaler"])
-        _restore_method_state(method, saved.get("method", {}))
-        guard.reference = saved["loss_reference"]
-        done, global_step = saved["epoch"], saved["global_step"]
-        state.history = list(saved["history"])
-
-    for epoch in range(done + 1, config.epochs + 1):
-        if config.fail_at_epoch == epoch:
-            raise TrialFailure(f"fail_at_epoch={epoch}: deliberate failure at the start of epoch {epoch}")
-        seed_everything(epoch_seed(config.seed, epoch))
-        train.generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
-        lr = current_lr(optimizer)
-        stats, global_step = train_one_epoch(
-            model,
-            train,
-            optimizer,
-            method,
-            device=device,
-            lam=config.lam,
-            orthogonality_loss=orthogonality_loss,
-            scaler=scaler,
-            guard=guard,
-            global_step=global_step,
-            epoch=epoch,
-            epochs=config.epochs,
-            progress=progress,
-        )
-        scheduler.step()
-        logits, labels = predict(model, test, device)
-        with torch.no_grad():
-            orth = float(orthogonality_loss(model))
-        row = {
-            "epoch": epoch,
-            "train_loss": stats.train_loss,
-            "train_acc": stats.train_acc,
-            "test_acc": accuracy(logits, labels),
-            "orth_loss": orth,
-            "lr": lr,
-            "epoch_time_s": stats.epoch_time_s,
-            "control_time_s": stats.control_time_s,
-        }
-        state.history.append(row)
-        path = None
-        if checkpoint_dir is not None:
-            path = save_checkpoint(
-                checkpoint_dir,
-                epoch,
-                {
-                    "trial_id": trial_id,
-                    "epoch": epoch,
-                    "global_step": global_step,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "method": _method_state(method),
-                    "loss_reference": guard.reference,
-                    "history": state.history,
-                },
-            )
-        if report is not None:
-            report({**row, "epochs": config.epochs, "trial_id": trial_id, "checkpoint": None if path is None else str(path)})
-
-    state.compression = float(compression_ratio(model))
-    metrics, layers = final_metrics(
-        model,
-        test,
-        input_shape,
-        dataset=config.dataset,
+    return _Run(
         device=device,
+        input_shape=input_shape,
+        model=model,
+        method=method,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, config.schedule, config.epochs),
+        scaler=torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None,
+        guard=DivergenceGuard(),
+        test=DeviceBatches(bundle.test, max(config.batch_size, 256), device, augment=False),
+        train=DeviceBatches(bundle.train, config.batch_size, device, shuffle=True),
+    )
+
+
+def _resume(run: _Run, checkpoint_dir: str | os.PathLike | None, trial_id: str, state: _Progress) -> int:
+    """Restore the latest checkpoint in ``checkpoint_dir``, if any; return the number of epochs it holds."""
+    ckpt = latest_checkpoint(checkpoint_dir)
+    if ckpt is None:
+        return 0
+    saved = load_checkpoint(ckpt, map_location=run.device)
+    if saved["trial_id"] != trial_id:
+        raise ValueError(
+            f"checkpoint {ckpt} belongs to trial {saved['trial_id']}, not {trial_id}; "
+            "give each trial its own checkpoint_dir"
+        )
+    run.model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    if run.scaler is not None and saved.get("scaler"):
+        run.scaler.load_state_dict(saved["scaler"])
+    _restore_method_state(run.method, saved.get("method", {}))
+    run.guard.reference = saved["loss_reference"]
+    run.global_step = saved["global_step"]
+    state.history = list(saved["history"])
+    return saved["epoch"]
+
+
+def _train_epoch(run: _Run, config: TrialConfig, epoch: int, progress: bool | None) -> dict[str, Any]:
+    """Train one epoch (seeded by ``epoch_seed``), step the schedule, test; return the epochs row."""
+    from svconv.tt import orthogonality_loss
+
+    if config.fail_at_epoch == epoch:
+        raise TrialFailure(f"fail_at_epoch={epoch}: deliberate failure at the start of epoch {epoch}")
+    seed_everything(epoch_seed(config.seed, epoch))
+    run.train.generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+    lr = current_lr(run.optimizer)
+    stats, run.global_step = train_one_epoch(
+        run.model,
+        run.train,
+        run.optimizer,
+        run.method,
+        device=run.device,
+        lam=config.lam,
+        orthogonality_loss=orthogonality_loss,
+        scaler=run.scaler,
+        guard=run.guard,
+        global_step=run.global_step,
+        epoch=epoch,
+        epochs=config.epochs,
+        progress=progress,
+    )
+    run.scheduler.step()
+    logits, labels = predict(run.model, run.test, run.device)
+    with torch.no_grad():
+        orth = float(orthogonality_loss(run.model))
+    return {
+        "epoch": epoch,
+        "train_loss": stats.train_loss,
+        "train_acc": stats.train_acc,
+        "test_acc": accuracy(logits, labels),
+        "orth_loss": orth,
+        "lr": lr,
+        "epoch_time_s": stats.epoch_time_s,
+        "control_time_s": stats.control_time_s,
+    }
+
+
+def _save_epoch(
+    run: _Run, checkpoint_dir: str | os.PathLike | None, trial_id: str, epoch: int, history: list[dict[str, Any]]
+) -> Any:
+    """Write the checkpoint of ``epoch`` (None without a ``checkpoint_dir``); return its path."""
+    if checkpoint_dir is None:
+        return None
+    return save_checkpoint(
+        checkpoint_dir,
+        epoch,
+        {
+            "trial_id": trial_id,
+            "epoch": epoch,
+            "global_step": run.global_step,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+            "method": _method_state(run.method),
+            "loss_reference": run.guard.reference,
+            "history": history,
+        },
+    )
+
+
+def _evaluate(run: _Run, config: TrialConfig, progress: bool | None, state: _Progress) -> None:
+    """The final measurements: compression, the trials metrics and the layers rows."""
+    from svconv.tt import compression_ratio
+
+    state.compression = float(compression_ratio(run.model))
+    state.metrics, state.layers = final_metrics(
+        run.model,
+        run.test,
+        run.input_shape,
+        dataset=config.dataset,
+        device=run.device,
         aa_n=config.aa_n,
         emp_lip_n=config.emp_lip_n,
         data_root=config.data_root,
         progress=bool(progress),
     )
-    state.metrics, state.layers = metrics, layers
 
 
 def _method_state(method: Any) -> dict[str, Any]:
