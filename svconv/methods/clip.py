@@ -34,6 +34,7 @@ class ExactClip(SVMethod):
 
     name = "clip"
     order = 10
+    max_passes = MAX_PASSES  # per layer and control step, when clip_tol > 0
     summary = "exact clipping to within --clip-tol of the target (Sedghi et al. 2019)"
     default_iters = MAX_PASSES  # bench: the most passes clip_to_target may spend
     bench_layer = "control"
@@ -51,7 +52,9 @@ class ExactClip(SVMethod):
 
     @classmethod
     def bench_method(cls, clip_to: float, iters: int | None) -> "ExactClip":
-        return cls(clip_to=clip_to, clip_iters=iters or MAX_PASSES)
+        method = cls(clip_to=clip_to)
+        method.max_passes = iters or MAX_PASSES
+        return method
 
     def check_layer(self, layer: Layer) -> None:
         check_plain_conv(layer, self.name)
@@ -61,7 +64,7 @@ class ExactClip(SVMethod):
         for layer in self.layers:
             # The level a step ended with is the next step's first guess: weights move little in between.
             res = clip_(layer.module, self.clip_to, layer.spatial, tol=tol, level=layer.state.get("level"),
-                        max_passes=self.clip_iters if tol == 0 else max(self.clip_iters, MAX_PASSES))  # fmt: skip
+                        max_passes=self.clip_iters if tol == 0 else self.max_passes)  # fmt: skip
             if tol > 0 and res.level is not None:
                 layer.state["level"] = res.level
             self.results[layer.name] = res
