@@ -127,7 +127,7 @@ def test_dykstra_moves_the_kernel_least():
 
 
 def test_dilated_taps_are_clipped_through_the_dilated_operator():
-    from svconv.layers.conv_bound import dilate_kernel
+    from svconv.spectrum.conv_geometry import dilate_kernel
 
     w = _kernel(4, 4, (3, 3), 19)
     n, c = (10, 10), 0.4 * conv_spectral_norm(dilate_kernel(w, 2), 10).item()

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from svconv.layers import (
     SOC,
@@ -20,6 +21,8 @@ from svconv.layers import (
     conv_bn,
     taylor_tail,
 )
+from svconv.kinds import LayerKind, layer_kind
+from svconv.layers.aol import aol, aol_conv_scale, aol_linear_scale
 from svconv.layers.soc import skew_exp
 from svconv.spectrum import conv_spectral_norm, dense_operator
 from svconv.tt import TTConv2d
@@ -43,7 +46,7 @@ def test_aol_conv_is_1_lipschitz(padding_mode, stride, kernel, c_in, c_out):
     torch.manual_seed(0)
     layer = AOLConv2d(c_in, c_out, kernel, stride=stride, padding_mode=padding_mode, dtype=F64)
     with torch.no_grad():
-        layer.weight.normal_()
+        layer.parametrizations.weight.original.normal_()
         layer.bias.normal_()
     sv = dense_svdvals(layer, (c_in, 6, 6))
     assert sv[0] <= 1 + 1e-10
@@ -52,7 +55,7 @@ def test_aol_conv_is_1_lipschitz(padding_mode, stride, kernel, c_in, c_out):
     # Without the rescaling the same kernel is far from 1-Lipschitz (so the check above can fail).
     raw = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, padding_mode=padding_mode, bias=False, dtype=F64)
     with torch.no_grad():
-        raw.weight.copy_(layer.weight)
+        raw.weight.copy_(layer.parametrizations.weight.original)
     assert dense_svdvals(raw, (c_in, 6, 6))[0] > 1.5
 
 
@@ -60,12 +63,64 @@ def test_aol_linear_is_1_lipschitz_and_identity_init_is_kept():
     torch.manual_seed(1)
     layer = AOLLinear(7, 4, dtype=F64)
     with torch.no_grad():
-        layer.weight.normal_()
+        layer.parametrizations.weight.original.normal_()
     assert torch.linalg.matrix_norm(layer.rescaled_weight().detach(), 2) <= 1 + 1e-12
     assert dense_svdvals(layer, (7,))[0] <= 1 + 1e-12
     conv = AOLConv2d(3, 3, 3, dtype=F64)  # dirac init: AOL leaves the identity as it is
     x = torch.randn(2, 3, 5, 5, dtype=F64)
     torch.testing.assert_close(conv(x), x)
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2), (4, 7, 7)),
+        (lambda: nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular"), (3, 5, 5)),
+        (lambda: nn.Conv1d(2, 5, 4, padding=1), (2, 9)),
+        (lambda: nn.Conv3d(2, 2, 3, padding=1, stride=(1, 2, 2)), (2, 3, 4, 4)),
+        (lambda: nn.Linear(6, 9), (6,)),
+    ],
+)
+def test_aol_parametrization_on_plain_layers_exports_a_1_lipschitz_plain_layer(make, shape):
+    torch.manual_seed(7)
+    layer = aol(make().double())
+    with torch.no_grad():
+        raw = layer.parametrizations.weight.original.normal_().clone()
+    sv = dense_svdvals(layer, shape)
+    assert 0.2 < sv[0] <= 1 + 1e-10 and layer_kind(layer) is LayerKind.AOL
+    # the same layer without the rescaling is not 1-Lipschitz, so the check above can fail
+    plain = make().double()
+    with torch.no_grad():
+        plain.weight.copy_(raw)
+    assert dense_svdvals(plain, shape)[0] > 1.2
+    parametrize.remove_parametrizations(layer, "weight")  # export: a plain layer with the rescaled weight
+    assert type(layer) is type(plain) and not parametrize.is_parametrized(layer)
+    torch.testing.assert_close(dense_svdvals(layer, shape), sv)
+    assert layer_kind(layer) is not LayerKind.AOL
+
+
+def test_aol_refuses_padding_that_repeats_outputs():
+    with pytest.raises(ValueError, match="padding_mode"):
+        aol(nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"))
+    with pytest.raises(ValueError, match="padding"):
+        aol(nn.Conv2d(2, 2, 3, padding=2, padding_mode="circular"))
+    with pytest.raises(TypeError, match="Linear or nn.Conv"):
+        aol(nn.ConvTranspose2d(2, 2, 3))
+
+
+def test_aol_layers_load_state_dicts_of_the_earlier_classes():
+    """Checkpoints written by the earlier AOLConv2d / AOLLinear (plain ``weight``, ``bias`` parameters) load
+    into the parametrised layers and give the same function (that forward, written out, is the reference)."""
+    torch.manual_seed(8)
+    net = nn.Sequential(AOLConv2d(3, 4, 3, stride=2, padding_mode="circular"), nn.Flatten(), AOLLinear(4 * 9, 5))
+    old = {"0.weight": torch.randn(4, 3, 3, 3), "0.bias": torch.randn(4), "2.weight": torch.randn(5, 36), "2.bias": torch.randn(5)}
+    net.load_state_dict(old)
+    x = torch.rand(2, 3, 6, 6)
+    w0 = old["0.weight"] * aol_conv_scale(old["0.weight"]).view(1, -1, 1, 1)
+    h = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), w0, old["0.bias"], stride=2).flatten(1)
+    w2 = old["2.weight"] * aol_linear_scale(old["2.weight"]).unsqueeze(0)
+    torch.testing.assert_close(net(x), F.linear(h, w2, old["2.bias"]))
+    assert set(net.state_dict()) == {"0.bias", "0.parametrizations.weight.original", "2.bias", "2.parametrizations.weight.original"}
 
 
 # -- SOC ------------------------------------------------------------------------------------------

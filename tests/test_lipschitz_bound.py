@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from svconv.metrics import layer_lipschitz_bound, layer_spectral_norms, leaf_lipschitz_bounds, network_lipschitz_bound
-from svconv.metrics.lipschitz_bound import conv_lipschitz_bound
+from svconv.kinds import LayerKind
+from svconv.spectrum import conv_geometry, conv_layer_bound
+from svconv.spectrum.conv_geometry import geometry
 from svconv.models.blocks import Normalize, Residual
 from svconv.models.shapes import input_shapes
 from svconv.results.schema import LAYERS
@@ -79,9 +81,9 @@ def test_circular_conv_bound_is_exact_and_gram_bounds_it(stride, size):
     torch.manual_seed(1)
     conv = nn.Conv2d(3, 5, 3, padding=1, padding_mode="circular", stride=stride).double()
     truth = dense_norm(conv, (3, size, size))
-    bound, exact = conv_lipschitz_bound(conv, (3, size, size))
+    bound, exact = conv_layer_bound(conv, (3, size, size))
     assert exact and bound == pytest.approx(truth, rel=1e-9)
-    gram, exact_g = conv_lipschitz_bound(conv, (3, size, size), method="gram")
+    gram, exact_g = conv_layer_bound(conv, (3, size, size), method="gram")
     assert not exact_g and truth * (1 - 1e-10) <= gram <= truth * 1.01
 
 
@@ -133,7 +135,7 @@ def test_network_bound_bounds_the_dense_norm_of_a_linear_network_and_each_layer(
 class Scaled(nn.Module):
     """A layer that bounds itself (as the svconv TT / SOC / AOL layers do); has children on purpose."""
 
-    kind = "aol"
+    layer_kind = LayerKind.AOL
 
     def __init__(self, c: int, scale: float):
         super().__init__()
@@ -215,3 +217,76 @@ def test_layer_spectral_norms_rows_fit_the_schema(tmp_path):
     back = read_table(tmp_path, "layers")
     assert list(back["layer"]) == [r["layer"] for r in rows]
     assert math.isclose(back["spectral_norm"].iloc[0], rows[0]["spectral_norm"])
+
+
+def test_small_map_circular_conv_gets_a_bound_not_an_error():
+    """A 3x3 circular conv on a 2x2 map: the kernel is larger than the torus, so it is no periodic operator on
+    the input grid; the certificate still holds (it used to raise a ValueError here)."""
+    torch.manual_seed(11)
+    conv = nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular").double()
+    net = nn.Sequential(conv)
+    bound = network_lipschitz_bound(net, (2, 2, 2))
+    truth = dense_norm(conv, (2, 2, 2))
+    assert truth * (1 - 1e-12) <= bound <= 4 * truth  # the copy map of the padding has norm 2 here
+    (row,) = layer_spectral_norms(net, (2, 2, 2), power_iters=300)
+    assert row["norm_method"] == "power" and row["spectral_norm"] == pytest.approx(truth, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kernel,padding,stride,size,exact",
+    [
+        (3, 1, 1, 6, True),  # l + r == k - 1: the periodic operator itself
+        (5, 1, 1, 7, False),  # l + r < k - 1: some of its outputs, a bound only
+        (5, (2, 0), 1, 6, False),
+        (3, 1, 2, 6, True),
+        (3, 1, 2, 7, False),  # stride does not divide the input: padded grid, a bound
+        (3, 0, 1, 5, False),  # circular mode without padding: "valid", a restriction
+    ],
+)
+def test_circular_padding_rule_exact_only_at_k_minus_1(kernel, padding, stride, size, exact):
+    torch.manual_seed(12)
+    conv = nn.Conv2d(2, 3, kernel, padding=padding, padding_mode="circular", stride=stride).double()
+    bound, is_exact = conv_layer_bound(conv, (2, size, size))
+    truth = dense_norm(conv, (2, size, size))
+    assert is_exact == exact == conv_geometry(conv, (size, size)).exact
+    assert bound >= truth * (1 - 1e-12)
+    if exact:
+        assert bound == pytest.approx(truth, rel=1e-9)
+    (row,) = layer_spectral_norms(nn.Sequential(conv), (2, size, size), power_iters=500)
+    assert row["norm_method"] == ("exact" if exact else "power")
+    assert row["spectral_norm"] == pytest.approx(truth, rel=1e-4)
+
+
+def test_geometry_flags_and_grid():
+    g = geometry((3, 3), (8, 8), 2, 1, 1, "circular")
+    assert g.periodic and g.exact and g.grid == (8, 8) and g.padding_norm == 1.0
+    g = geometry((5,), (8,), 1, 1, 1, "circular")  # less padding than k - 1: still on the input grid
+    assert g.periodic and not g.exact and g.grid == (8,)
+    g = geometry((3,), (2,), 1, 1, 1, "circular")  # kernel larger than the input: padded grid and copy norm
+    assert not g.periodic and g.grid == (4,) and g.padding_norm == pytest.approx(math.sqrt(2))
+    g = geometry((3,), (7,), 2, 1, 1, "zeros")
+    assert not g.periodic and g.grid == (10,) and g.padding_norm == 1.0
+    g = geometry((3,), (6,), 1, "same", 2, "reflect")  # dilated extent 5, pads (2, 2)
+    assert g.kernel == (5,) and g.pads == ((2, 2),) and not g.periodic
+    with pytest.raises(ValueError, match="padding_mode"):
+        geometry((3,), (6,), 1, 1, 1, "mirror")
+    with pytest.raises(ValueError, match="smaller than the"):
+        geometry((5,), (2,), 1, 0, 1, "zeros")
+
+
+def test_parameter_free_layers_get_no_rows_and_kinds_come_from_the_classes():
+    from svconv.kinds import LayerKind, layer_kind
+    from svconv.layers import SOC, AOLConv2d, InvertibleDownsampling, MaxMin
+    from svconv.models.channels import FirstChannels, PadChannels, PadTo
+    from svconv.tt import TTConv2d
+
+    torch.manual_seed(13)
+    net = nn.Sequential(
+        PadTo(8), nn.Conv2d(1, 4, 3, padding=1), MaxMin(), InvertibleDownsampling(2), FirstChannels(8),
+        PadChannels(10), AOLConv2d(10, 6, 3), SOC(6, 3, eval_terms=8), TTConv2d(6, 6, 3, rank=2, padding=1),
+        nn.BatchNorm2d(6), nn.Flatten(), nn.Linear(6 * 16, 3),
+    )  # fmt: skip
+    rows = layer_spectral_norms(net, (1, 7, 7), power_iters=20)
+    kinds = {r["layer"]: r["kind"] for r in rows}
+    assert kinds == {"1": "conv", "6": "aol", "7": "soc", "8": "tt", "9": "bn", "11": "linear"}
+    assert layer_kind(net[2]) is None and layer_kind(net[1]) is LayerKind.CONV and LayerKind.TT == "tt"

@@ -87,15 +87,12 @@ def conv_grid(conv: nn.Module, spatial: Sequence[int]) -> tuple[tuple[int, ...],
     """``(grid, stride, padding norm)``: the periodic grid on which a conv's exact spectrum is computed, its
     stride, and the norm of the map from the input to that grid (1 for periodic layers and zeros padding).
 
-    The same rule as ``svconv.methods.base.conv_geometry`` / ``padding_norm`` (``svconv.layers.conv_bound``),
-    without importing ``svconv.methods``, which is built on this package.
+    The one rule of ``svconv.spectrum.conv_geometry``.
     """
-    from svconv.layers.conv_bound import padding_norm, periodic_grid, side_padding
+    from svconv.spectrum.conv_geometry import conv_geometry
 
-    pads = side_padding(conv.padding, conv.kernel_size, conv.dilation)
-    grid, periodic = periodic_grid(spatial, pads, conv.kernel_size, conv.stride, conv.padding_mode)
-    norm = 1.0 if periodic else padding_norm(pads, tuple(int(v) for v in spatial), conv.padding_mode)
-    return tuple(grid), tuple(conv.stride), norm
+    geom = conv_geometry(conv, spatial)
+    return geom.grid, geom.stride, geom.padding_norm
 
 
 def check_plain(conv: nn.Module, name: str, method: str) -> None:

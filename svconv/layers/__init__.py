@@ -1,5 +1,5 @@
 """Lipschitz layers: AOL (Prach & Lampert 2022), SOC and SOC-TT (Singla & Feizi 2021; seed 000), MaxMin,
-invertible downsampling, batch-norm helpers, and certified conv bounds.
+invertible downsampling and batch-norm helpers (certified conv bounds: ``svconv.spectrum.bounds``).
 
 Every layer here has ``lipschitz_bound(input_shape) -> float``, a certified upper bound on its Lipschitz
 constant for one input of shape ``input_shape`` (no batch dimension).
@@ -8,7 +8,6 @@ constant for one input of shape ``input_shape`` (no batch dimension).
 from svconv.layers.activations import MaxMin
 from svconv.layers.aol import AOLConv2d, AOLLinear
 from svconv.layers.batchnorm import ConvBN, bn_lipschitz, bn_scale_shift, conv_bn
-from svconv.layers.conv_bound import conv_lipschitz_bound, conv_operator_bound
 from svconv.layers.downsample import InvertibleDownsampling
 from svconv.layers.soc import SOC, SOCTT, skew_exp, taylor_tail
 
@@ -23,8 +22,6 @@ __all__ = [
     "conv_bn",
     "bn_lipschitz",
     "bn_scale_shift",
-    "conv_lipschitz_bound",
-    "conv_operator_bound",
     "taylor_tail",
     "skew_exp",
 ]

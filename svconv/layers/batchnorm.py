@@ -7,15 +7,15 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from svconv.layers.conv_bound import conv_operator_bound
+from svconv.kinds import BN_TYPES
+from svconv.spectrum.bounds import conv_operator_bound
 
 
 def bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """``(scale, shift)``, each ``(C,)``: batch norm in eval mode is ``x -> scale · x + shift`` per channel,
     ``scale = gamma / sqrt(running_var + eps)``, ``shift = beta - running_mean · scale`` (differentiable in gamma, beta)."""
-    if not isinstance(bn, _BatchNorm):
+    if not isinstance(bn, BN_TYPES):
         raise TypeError(f"bn must be a BatchNorm1d/2d/3d; got {type(bn).__name__}")
     if bn.running_var is None or bn.running_mean is None:
         raise ValueError("bn must track running statistics (track_running_stats=True): only then is eval-mode BN affine")
@@ -29,10 +29,15 @@ def bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def bn_lipschitz(bn: nn.Module) -> float:
-    """Lipschitz constant of batch norm in eval mode: ``max_i |gamma_i| / sqrt(running_var_i + eps)`` (exact)."""
-    with torch.no_grad():
-        scale, _ = bn_scale_shift(bn)
-        return float(scale.abs().max())
+    """Lipschitz constant of batch norm in eval mode: ``max_i |gamma_i| / sqrt(running_var_i + eps)`` (exact).
+
+    Computed in float64, so that as a certificate it is not rounded below the float32 layer's constant.
+    """
+    bn_scale_shift(bn)  # type and running-stat checks
+    scale = bn.running_var.detach().double().add(bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach().double().abs()
+    return float(scale.max())
 
 
 class ConvBN(nn.Module):
@@ -83,7 +88,7 @@ class ConvBN(nn.Module):
         return conv
 
     def lipschitz_bound(self, input_shape: Sequence[int]) -> float:
-        """Certified bound of the fused conv (``svconv.layers.conv_bound``) for one input ``(c_in, *spatial)``."""
+        """Certified bound of the fused conv (``svconv.spectrum.bounds``) for one input ``(c_in, *spatial)``."""
         g = self._geometry()
         with torch.no_grad():
             w, _ = self.fused_weight()

@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from svconv.layers.conv_bound import ROUNDING, conv_operator_bound
+from svconv.kinds import LayerKind
+from svconv.spectrum.bounds import ROUNDING, conv_operator_bound
+from svconv.spectrum.power import power_iteration
 from svconv.tt.frames import TTFrames, check_channels, parse_ranks
 
 SOC_PADDING_MODES = ("zeros", "circular")
@@ -170,6 +172,7 @@ class SOC(nn.Module):
     Input ``(batch, channels, h, w)``, output the same shape.
     """
 
+    layer_kind = LayerKind.SOC
     u: torch.Tensor
 
     def __init__(
@@ -223,14 +226,11 @@ class SOC(nn.Module):
 
     @torch.no_grad()
     def _power_steps(self, R: torch.Tensor, steps: int) -> torch.Tensor:
-        """``steps`` power-iteration steps on ``R`` from the buffer ``u`` (updated in place); returns ``v``."""
-        u = self.u.to(R.dtype)
-        v = _normalize(R.T @ u)
-        for _ in range(steps):
-            u = _normalize(R @ v)
-            v = _normalize(R.T @ u)
+        """``steps`` power-iteration steps ``u <- R R^T u / ||.||`` from the buffer ``u`` (updated in place);
+        returns ``v = R^T u / ||R^T u||``. The steps are ``svconv.spectrum.power_iteration`` on the matrix ``R^T``."""
+        u = power_iteration(R.T, (R.shape[0],), n_iter=steps, v=self.u)[1]
         self.u.copy_(u)
-        return v
+        return _normalize(R.T @ u)
 
     @torch.no_grad()
     def refresh_norm_(self, steps: int | None = None) -> "SOC":
@@ -264,7 +264,7 @@ class SOC(nn.Module):
     @torch.no_grad()
     def skew_norm_bound(self, input_shape: Sequence[int]) -> float:
         """Certified bound on ``||L||`` for inputs ``(channels, h, w)``, in float64 for the kernel the eval
-        forward uses: the conv bound of ``svconv.layers.conv_bound`` (exact for circular padding; for zeros
+        forward uses: the conv bound of ``svconv.spectrum.bounds`` (exact for circular padding; for zeros
         padding the norm on an enlarged periodic grid, never above ``sqrt(k^2) ||R||_2``)."""
         shape = tuple(int(v) for v in input_shape)
         if len(shape) != 3 or shape[0] != self.channels:
@@ -314,6 +314,8 @@ class SOCTT(nn.Module, TTFrames):
         kernel_size, train_terms, eval_terms, padding_mode, max_norm: as :class:`SOC`.
         bias: bias of ``V``.
     """
+
+    layer_kind = LayerKind.SOC
 
     def __init__(
         self,

@@ -19,8 +19,7 @@ from torch import nn
 
 from svconv.control.layer import check_plain
 from svconv.control.result import ControlResult
-from svconv.layers.conv_bound import padding_norm as _copy_norm
-from svconv.layers.conv_bound import periodic_grid, side_padding
+from svconv.spectrum.conv_geometry import conv_geometry as _geometry
 from svconv.methods.registry import Registered
 from svconv.models.shapes import input_shapes
 
@@ -112,36 +111,20 @@ def find_layers(model: nn.Module, input_shape: Sequence[int]) -> list[Layer]:
 
 
 def conv_geometry(conv: nn.Module, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``(grid, stride)``: the periodic grid on which a conv's exact spectrum is computed, and its stride.
-
-    Periodic layers (``is_periodic``): the input size itself. Otherwise the smallest grid that holds the
-    padded input and is a multiple of the stride: the layer is the padding map followed by a restriction
-    of the periodic convolution on that grid (``svconv.layers.conv_bound``), so the grid's spectral norm
-    times ``padding_norm`` bounds the layer's.
-    """
-    return _periodic_grid(conv, spatial)[0], tuple(conv.stride)
+    """``(grid, stride)``: the periodic grid on which a conv's exact spectrum is computed, and its stride
+    (``svconv.spectrum.conv_geometry``: the grid's spectral norm times ``padding_norm`` bounds the layer's)."""
+    geom = _geometry(conv, spatial)
+    return geom.grid, geom.stride
 
 
 def is_periodic(conv: nn.Module, spatial: Sequence[int]) -> bool:
-    """Whether the conv's outputs are outputs of the periodic operator on its own input size.
-
-    True for circular padding of at most ``k - 1`` in total with a stride dividing the input.
-    """
-    return _periodic_grid(conv, spatial)[1]
-
-
-def _periodic_grid(conv: nn.Module, spatial: Sequence[int]) -> tuple[tuple[int, ...], bool]:
-    pads = side_padding(conv.padding, conv.kernel_size, conv.dilation)
-    return periodic_grid(spatial, pads, conv.kernel_size, conv.stride, conv.padding_mode)
+    """Whether the conv's outputs are outputs of the periodic operator on its own input size (``ConvGeometry.periodic``)."""
+    return _geometry(conv, spatial).periodic
 
 
 def padding_norm(conv: nn.Module, spatial: Sequence[int]) -> float:
-    """Spectral norm of the map from the input to the grid of ``conv_geometry``: 1 for periodic layers and
-    zeros padding, ``sqrt`` of the largest number of copies of one entry for copying padding modes."""
-    if is_periodic(conv, spatial):
-        return 1.0
-    pads = side_padding(conv.padding, conv.kernel_size, conv.dilation)
-    return _copy_norm(pads, tuple(int(v) for v in spatial), conv.padding_mode)
+    """Spectral norm of the map from the input to the grid of ``conv_geometry`` (``ConvGeometry.padding_norm``)."""
+    return _geometry(conv, spatial).padding_norm
 
 
 def check_plain_conv(layer: Layer, method: str) -> None:

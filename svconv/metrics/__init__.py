@@ -10,19 +10,13 @@ from svconv.metrics.certified import CERTIFIED_EPS, certified_accuracies, certif
 from svconv.metrics.corruption import corruption_accuracy
 from svconv.metrics.empirical_lipschitz import empirical_lipschitz
 from svconv.metrics.layer_norms import layer_spectral_norms
-from svconv.metrics.lipschitz_bound import (
-    conv_lipschitz_bound,
-    layer_lipschitz_bound,
-    leaf_lipschitz_bounds,
-    network_lipschitz_bound,
-)
+from svconv.metrics.lipschitz_bound import layer_lipschitz_bound, leaf_lipschitz_bounds, network_lipschitz_bound
 
 __all__ = [
     "CERTIFIED_EPS",
     "autoattack_accuracy",
     "certified_accuracies",
     "certified_accuracy",
-    "conv_lipschitz_bound",
     "corruption_accuracy",
     "ece",
     "empirical_lipschitz",

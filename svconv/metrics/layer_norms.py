@@ -6,20 +6,15 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.conv import _ConvNd
 
-from svconv.metrics.lipschitz_bound import (
-    batchnorm_lipschitz,
-    conv_lipschitz_bound,
-    has_own_bound,
-    is_periodic_conv,
-    layer_lipschitz_bound,
-    walk_bound,
-)
-from svconv.spectrum.linear_map import LinearPart
+from svconv.kinds import CONV_TYPES, LayerKind, layer_kind
+from svconv.layers.batchnorm import bn_lipschitz
+from svconv.metrics.lipschitz_bound import has_own_bound, layer_lipschitz_bound, walk_bound
+from svconv.spectrum.bounds import conv_layer_bound
+from svconv.spectrum.conv_geometry import conv_geometry
+from svconv.spectrum.power import power_iteration
 
-KINDS = ("conv", "tt", "linear", "bn", "soc", "aol")
+KINDS = tuple(k.value for k in LayerKind)
 
 
 def _size(shape: Sequence[int]) -> str | None:
@@ -42,41 +37,16 @@ def _kernel(value: Any) -> str | None:
     return "x".join(str(v) for v in value)
 
 
-def own_kind(module: nn.Module) -> str:
-    """Kind of a self-bounding layer: its ``kind`` attribute, else guessed from its class name."""
-    kind = getattr(module, "kind", None)
-    if isinstance(kind, str) and kind in KINDS:
-        return kind
-    name = type(module).__name__.lower()
-    for k in ("soc", "aol", "tt"):
-        if k in name:
-            return k
-    return "conv"
-
-
 #: Power iteration stops when the estimate changes by less than this, relatively, in one step.
 POWER_RTOL = 1e-6
 
 
-def _power(module: nn.Module, shape: tuple[int, ...], n_iter: int, rtol: float = POWER_RTOL) -> float:
-    """Power-iteration estimate of the spectral norm of the module's linear part (a lower bound up to rounding).
-
-    At most ``n_iter`` steps on ``M^T M`` from a seeded random start; stops early once ``||M x||`` (x the
-    unit iterate) changes by less than ``rtol`` relatively in one step. Near-orthogonal layers (SOC, AOL,
-    clipped convs) stop after a few steps, which matters: each step is a forward and a backward pass.
-    """
-    M = LinearPart(module, shape)
+def _power(module: nn.Module, shape: tuple[int, ...], n_iter: int) -> float:
+    """Power-iteration estimate of the spectral norm of the module's linear part (a lower bound up to rounding):
+    at most ``n_iter`` steps from a seeded random start, fewer once it settles to :data:`POWER_RTOL`. Near-orthogonal
+    layers (SOC, AOL, clipped convs) stop after a few steps, which matters: each is a forward and a backward pass."""
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, *M.input_shape, generator=gen, dtype=M.dtype).to(M.device)
-    x = x / x.norm()
-    sigma = 0.0
-    for _ in range(n_iter):
-        y, g = M.gram(x)  # y = M x, g = M^T M x
-        previous, sigma = sigma, float(y.norm())
-        if abs(sigma - previous) <= rtol * sigma:
-            break
-        x = g / g.norm().clamp_min(torch.finfo(g.dtype).tiny)
-    return float(M.apply(x).norm()) if sigma > 0 else 0.0
+    return float(power_iteration(module, shape, n_iter=n_iter, generator=gen, rtol=POWER_RTOL)[0])
 
 
 def layer_spectral_norms(
@@ -85,7 +55,8 @@ def layer_spectral_norms(
     power_iters: int = 100,
     bounds: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per conv, linear, batch-norm, TT, SOC and AOL layer, in forward order, in eval mode.
+    """One row per conv, linear, batch-norm, TT, SOC and AOL layer (each a ``svconv.kinds.LayerKind``; layers
+    without a kind, such as MaxMin or InvertibleDownsampling, get none), in forward order, in eval mode.
 
     Keys are the ``layers`` columns of ``svconv.results.schema`` (without trial_id, sweep,
     schema_version): ``layer`` (module path), ``kind``, ``spectral_norm``, ``norm_method``, ``c_in``,
@@ -106,37 +77,38 @@ def layer_spectral_norms(
     rows: list[dict[str, Any]] = []
 
     def leaf(name: str, m: nn.Module, shape: tuple[int, ...]) -> float:
-        conv = isinstance(m, _ConvNd) and not has_own_bound(m)
+        kind = layer_kind(m)
+        conv = isinstance(m, CONV_TYPES) and not has_own_bound(m)
         if bounds is not None and name in bounds:
-            bound, exact = bounds[name], conv and is_periodic_conv(m, shape[1:])
+            bound, exact = bounds[name], conv and conv_geometry(m, shape[1:]).exact
         elif conv:
-            bound, exact = conv_lipschitz_bound(m, shape)
+            bound, exact = conv_layer_bound(m, shape)
         else:
             bound, exact = layer_lipschitz_bound(m, shape), False
+        if kind is None:  # parameter-free reshaping layers: bounded, but no row
+            return bound
         row: dict[str, Any] = {"layer": name, "lipschitz_bound": bound, "kernel": None, "stride": None,
                                "input_size": _size(shape[1:]), "rank": None}  # fmt: skip
         if has_own_bound(m):
             with torch.no_grad():
                 param = next(m.parameters(), None)
                 out = m(torch.zeros(1, *shape, device=param.device if param is not None else None))
-            row.update(kind=own_kind(m), spectral_norm=_power(m, shape, power_iters), norm_method="power",
+            row.update(kind=kind.value, spectral_norm=_power(m, shape, power_iters), norm_method="power",
                        c_in=shape[0], c_out=int(out.shape[1]), kernel=_kernel(getattr(m, "kernel_size", None)),
                        stride=_int(getattr(m, "stride", None)), rank=_int(getattr(m, "rank", None)))  # fmt: skip
-        elif isinstance(m, _ConvNd):
+        elif isinstance(m, CONV_TYPES):
             if exact:  # the bound is the exact norm of this periodic conv
                 sigma, method = bound, "exact"
             else:
                 sigma, method = _power(m, shape, power_iters), "power"
-            row.update(kind="conv", spectral_norm=sigma, norm_method=method, c_in=m.in_channels,
+            row.update(kind=kind.value, spectral_norm=sigma, norm_method=method, c_in=m.in_channels,
                        c_out=m.out_channels, kernel=_kernel(m.kernel_size), stride=_int(m.stride))  # fmt: skip
         elif isinstance(m, nn.Linear):
-            row.update(kind="linear", spectral_norm=bound, norm_method="exact", c_in=m.in_features,
+            row.update(kind=kind.value, spectral_norm=bound, norm_method="exact", c_in=m.in_features,
                        c_out=m.out_features, input_size=None)  # fmt: skip
-        elif isinstance(m, _BatchNorm):
-            row.update(kind="bn", spectral_norm=batchnorm_lipschitz(m), norm_method="exact",
+        else:  # batch norm
+            row.update(kind="bn", spectral_norm=bn_lipschitz(m), norm_method="exact",
                        c_in=m.num_features, c_out=m.num_features)  # fmt: skip
-        else:
-            return bound
         rows.append(row)
         return bound
 

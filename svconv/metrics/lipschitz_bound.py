@@ -1,4 +1,4 @@
-"""Certified upper bounds on the L2 Lipschitz constant of layers and of whole networks (seed 001).
+"""Certified upper bounds on the L2 Lipschitz constant of layers and of whole networks.
 
 A network is walked structurally: ``nn.Sequential`` multiplies the bounds of its children,
 ``svconv.models.blocks.Residual`` adds those of its body and shortcut (identity: 1), and every
@@ -7,12 +7,9 @@ other module is a leaf bounded by :func:`layer_lipschitz_bound`. Modules with a
 activations such as MaxMin) are leaves that bound themselves. Bounds hold for the model in eval
 mode (batch norm with its running statistics, dropout off). Spectral computations run in float64.
 
-Convolutions: a periodic one (circular padding of ``dilation * (k - 1)`` in all, stride dividing
-the input) is the operator of DESIGN.md up to a shift of the input, and its exact norm comes from
-``svconv.spectrum``. Any other padding is ``conv_valid(pad(x))``; ``pad`` copies each input pixel
-``c_i`` times, so ``||pad|| = sqrt(max c_i)`` (1 for zeros), and the valid convolution on the padded
-grid ``M`` is a restriction of the periodic one on a grid ``M' >= M`` divisible by the stride, with
-no wraparound on the kept outputs; so ``||conv|| <= sqrt(max c_i) * ||periodic conv on M'||``.
+Convolutions: ``svconv.spectrum.conv_layer_bound``, the one rule for conv bounds (``docs/design.md``,
+"Bounds of conv layers"): exact for circular padding of ``dilation * (k - 1)`` in all on a grid the
+stride divides, ``||pad|| · ||periodic conv on a large enough grid||`` otherwise.
 """
 
 from __future__ import annotations
@@ -23,13 +20,11 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.conv import _ConvNd
 
+from svconv.kinds import BN_TYPES, CONV_TYPES
+from svconv.layers.batchnorm import bn_lipschitz
 from svconv.models.blocks import Normalize, Residual
-from svconv.spectrum import conv_spectral_norm, gram_iteration_bound
-
-CONV_METHODS = ("exact", "gram")
+from svconv.spectrum.bounds import conv_layer_bound
 
 # Largest |derivative| of each activation (slopes of piecewise-linear ones; for the smooth ones the
 # maximum over a 1e-5 grid on [-10, 10], rounded up).
@@ -54,102 +49,6 @@ def _activation_bound(module: nn.Module) -> float | None:
     if isinstance(module, nn.ELU):
         return max(1.0, float(module.alpha))
     return None
-
-
-# ---------------------------------------------------------------- convolutions
-
-
-def _conv_geometry(conv: _ConvNd, spatial: Sequence[int]) -> tuple[list[int], list[int], list[tuple[int, int]]]:
-    """Kernel extent with dilation ``K``, stride and (left, right) padding per spatial dimension."""
-    d = len(conv.kernel_size)
-    if len(spatial) != d:
-        raise ValueError(f"input_shape of {type(conv).__name__} must have {d} spatial dimensions; got {tuple(spatial)}")
-    K = [dl * (k - 1) + 1 for k, dl in zip(conv.kernel_size, conv.dilation)]
-    if isinstance(conv.padding, str):
-        if conv.padding == "valid":
-            pads = [(0, 0)] * d
-        else:  # "same": PyTorch puts the extra pixel of an odd total on the right
-            pads = [((Kj - 1) // 2, Kj - 1 - (Kj - 1) // 2) for Kj in K]
-    else:
-        pads = [(p, p) for p in conv.padding]
-    return K, list(conv.stride), pads
-
-
-def _full_kernel(conv: _ConvNd) -> torch.Tensor:
-    """The dense kernel ``(c_out, c_in, K_1..K_d)`` in float64: groups as a block-diagonal, dilation as zeros."""
-    w = conv.weight.detach().double()
-    c_out, c_in_g, *k = w.shape
-    g = conv.groups
-    if g > 1:
-        full = w.new_zeros(c_out, c_in_g * g, *k)
-        og = c_out // g
-        for j in range(g):
-            full[j * og : (j + 1) * og, j * c_in_g : (j + 1) * c_in_g] = w[j * og : (j + 1) * og]
-        w = full
-    if any(dl > 1 for dl in conv.dilation):
-        K = [dl * (kj - 1) + 1 for kj, dl in zip(k, conv.dilation)]
-        dil = w.new_zeros(*w.shape[:2], *K)
-        dil[(slice(None), slice(None), *[slice(None, None, dl) for dl in conv.dilation])] = w
-        w = dil
-    return w
-
-
-def _as_2d(weight: torch.Tensor, size: list[int], stride: list[int]):
-    """1-D convolutions as 2-D ones with a trailing axis of size 1 (same singular values)."""
-    if weight.dim() == 3:
-        return weight.unsqueeze(-1), size + [1], stride + [1]
-    return weight, size, stride
-
-
-def _padding_copies(mode: str, spatial: Sequence[int], pads: list[tuple[int, int]], device) -> float:
-    """Largest number of times the padding operator copies one input pixel (its norm squared)."""
-    if mode == "zeros" or not any(l or r for l, r in pads):
-        return 1.0
-    x = torch.ones(1, 1, *spatial, dtype=torch.float64, device=device, requires_grad=True)
-    flat: list[int] = []
-    for left, right in reversed(pads):
-        flat += [left, right]
-    (count,) = torch.autograd.grad(F.pad(x, flat, mode=mode).sum(), x)
-    return float(count.max())
-
-
-def is_periodic_conv(conv: _ConvNd, spatial: Sequence[int]) -> bool:
-    """True when the conv is exactly the periodic operator of DESIGN.md (up to a shift of the input)."""
-    K, s, pads = _conv_geometry(conv, spatial)
-    return (
-        conv.padding_mode == "circular"
-        and all(l + r == Kj - 1 for (l, r), Kj in zip(pads, K))
-        and all(n % sj == 0 for n, sj in zip(spatial, s))
-    )
-
-
-def conv_lipschitz_bound(conv: _ConvNd, input_shape: Sequence[int], method: str = "exact") -> tuple[float, bool]:
-    """``(bound, exact)`` for a Conv1d/2d/3d on one input ``(c_in, n_1..n_d)``.
-
-    ``exact`` is True when the bound is the layer's exact spectral norm (periodic convs with
-    ``method="exact"``). ``method="gram"`` uses the Gram-iteration bound (6 steps) of the same
-    periodic operator instead of its exact norm.
-    """
-    if method not in CONV_METHODS:
-        raise ValueError(f"method must be one of {', '.join(CONV_METHODS)}; got {method!r}")
-    if conv.transposed:
-        raise ValueError(f"{type(conv).__name__} (transposed convolution) has no Lipschitz bound here")
-    spatial = list(input_shape[1:])
-    K, s, pads = _conv_geometry(conv, spatial)
-    w = _full_kernel(conv)
-    periodic = is_periodic_conv(conv, spatial)
-    if periodic:
-        grid, copies = spatial, 1.0
-    else:
-        copies = _padding_copies(conv.padding_mode, spatial, pads, w.device)
-        padded = [n + l + r for n, (l, r) in zip(spatial, pads)]
-        grid = [math.ceil(m / sj) * sj for m, sj in zip(padded, s)]
-    w2, grid2, s2 = _as_2d(w, grid, s)
-    if method == "exact":
-        sigma = float(conv_spectral_norm(w2, grid2, s2))
-    else:
-        sigma = float(gram_iteration_bound(w2, grid2, n_iter=6, stride=s2))
-    return math.sqrt(copies) * sigma, method == "exact" and periodic
 
 
 # ---------------------------------------------------------------- pooling
@@ -219,19 +118,6 @@ def pool_lipschitz_bound(module: nn.Module, input_shape: Sequence[int]) -> float
 # ---------------------------------------------------------------- layers and networks
 
 
-def batchnorm_lipschitz(bn: _BatchNorm) -> float:
-    """``max_i |gamma_i| / sqrt(running_var_i + eps)``: the exact norm of batch norm in eval mode."""
-    if bn.running_var is None:
-        raise ValueError(
-            f"{type(bn).__name__} without running statistics (track_running_stats=False) normalises by "
-            "batch statistics even in eval mode; it has no Lipschitz bound"
-        )
-    scale = bn.running_var.detach().double().add(bn.eps).rsqrt()
-    if bn.weight is not None:
-        scale = scale * bn.weight.detach().double().abs()
-    return float(scale.max())
-
-
 def has_own_bound(module: nn.Module) -> bool:
     """Whether ``module`` bounds itself through a ``lipschitz_bound(input_shape)`` method."""
     return callable(getattr(module, "lipschitz_bound", None))
@@ -255,12 +141,12 @@ def layer_lipschitz_bound(module: nn.Module, input_shape: Sequence[int], method:
         return float(module.lipschitz_bound(input_shape))
     if isinstance(module, Normalize):
         return float(1 / module.std.detach().double().min())
-    if isinstance(module, _ConvNd):
-        return conv_lipschitz_bound(module, input_shape, method)[0]
+    if isinstance(module, CONV_TYPES):
+        return conv_layer_bound(module, input_shape, method)[0]
     if isinstance(module, nn.Linear):
         return float(torch.linalg.matrix_norm(module.weight.detach().double(), 2))
-    if isinstance(module, _BatchNorm):
-        return batchnorm_lipschitz(module)
+    if isinstance(module, BN_TYPES):
+        return bn_lipschitz(module)
     bound = _activation_bound(module)
     if bound is None:
         bound = pool_lipschitz_bound(module, input_shape)
@@ -297,7 +183,7 @@ def walk_bound(model: nn.Module, input_shape: Sequence[int], leaf: LeafFn) -> fl
             return bound(m.body) + (1.0 if m.shortcut is None else bound(m.shortcut))
         if name not in shapes:
             raise ValueError(f"module {name or '<model>'} ({type(m).__name__}) was not called in the forward pass")
-        if any(True for _ in m.children()) and not isinstance(m, _ConvNd):
+        if any(True for _ in m.children()) and not isinstance(m, CONV_TYPES):
             raise ValueError(
                 f"cannot bound container {name or '<model>'} ({type(m).__name__}): models must be built "
                 "from nn.Sequential, Residual and leaf layers, or the container must define lipschitz_bound"

@@ -19,11 +19,13 @@ def input_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tupl
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.float32
     shapes: dict[str, tuple[int, ...]] = {}
-    names = {m: n for n, m in model.named_modules()}
+    # the modules of weight parametrisations (e.g. svconv.layers.aol) map weights, not activations: not layers
+    names = {m: n for n, m in model.named_modules() if "parametrizations" not in n.split(".")}
+
     def record(mod: nn.Module, args: tuple) -> None:  # must return None: a returned value replaces the args
         shapes.setdefault(names[mod], tuple(args[0].shape[1:]))
 
-    hooks = [m.register_forward_pre_hook(record) for m in model.modules()]
+    hooks = [m.register_forward_pre_hook(record) for m in names]
     was_training = model.training
     try:
         model.eval()

@@ -160,7 +160,7 @@ class _TTConvNd(nn.Module, TTFrames):
 
     # -- spectra through the core (Theorem 3.2) -------------------------------------------------
     def _core_kernel(self) -> torch.Tensor:
-        from svconv.layers.conv_bound import dilate_kernel
+        from svconv.spectrum.conv_geometry import dilate_kernel
 
         return dilate_kernel(self.core.weight, self.core.dilation)
 
@@ -194,7 +194,7 @@ class _TTConvNd(nn.Module, TTFrames):
         if all(v == 1 for v in dil):
             new = clip_conv_singular_values(w, input_size, max_sv, self.core.stride, n_iter=n_iter)
         else:
-            from svconv.layers.conv_bound import dilate_kernel
+            from svconv.spectrum.conv_geometry import dilate_kernel
 
             taps = (slice(None), slice(None), *[slice(None, None, v) for v in dil])
             new = w
@@ -236,10 +236,10 @@ class _TTConvNd(nn.Module, TTFrames):
 
         ``||V||_2 · bound(core) · ||U||_2``: the core's bound is exact for circular padding (the spectral norm
         of its periodic operator) and the norm on a large enough circular embedding otherwise (see
-        ``svconv.layers.conv_bound``). With orthonormal frames both frame norms are 1 and the value is the
+        ``svconv.spectrum.bounds``). With orthonormal frames both frame norms are 1 and the value is the
         core's, i.e. exact through the core (Theorem 3.2).
         """
-        from svconv.layers.conv_bound import conv_operator_bound
+        from svconv.spectrum.bounds import conv_operator_bound
 
         shape = tuple(int(v) for v in input_shape)
         if len(shape) != self._d + 1 or shape[0] != self.in_channels:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from svconv.kinds import LayerKind
+
 
 def parse_ranks(rank: int | tuple[int, int], in_channels: int, out_channels: int) -> tuple[int, int]:
     """``(r1, r2)`` from an int or a pair, clamped to ``(in_channels, out_channels)`` (orthonormal frames need it)."""
@@ -34,6 +36,7 @@ class TTFrames:
     the dense kernel the layer stands for).
     """
 
+    layer_kind = LayerKind.TT
     U: nn.Module
     V: nn.Module
     core: nn.Module
