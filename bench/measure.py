@@ -352,16 +352,18 @@ def _control_columns(ratio: float | None, target: float | None, passes: int | No
 
 def build_bench_model(cfg: Mapping[str, Any]) -> nn.Module:
     """The model of a model config (weights from the config's seed) on its device and dtype."""
+    from svconv.methods import check_compatible
     from svconv.models import build_model
 
     c = cfg["input_shape"][0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg["seed"])
         try:
+            # as before build_model stopped checking methods: model rows run the plain model or SOC's
+            check_compatible("soc" if cfg["method"] == "soc" else "none", cfg["arch"], cfg["rank"])
             model = build_model(
-                cfg["arch"], cfg["num_classes"], cfg["input_shape"], [0.5] * c, [0.25] * c, rank=cfg["rank"],
-                method="soc" if cfg["method"] == "soc" else "none",
-            )  # fmt: skip
+                cfg["arch"], cfg["num_classes"], cfg["input_shape"], [0.5] * c, [0.25] * c, rank=cfg["rank"]
+            )
         except ImportError as exc:
             raise Skip(f"a module the model needs is not available: {exc}") from exc
         except ValueError as exc:

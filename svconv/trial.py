@@ -197,9 +197,7 @@ def _set_up(config: TrialConfig, device: torch.device) -> _Run:
     )
     input_shape = tuple(int(v) for v in bundle.input_shape)
     # the config has checked that method, arch and rank go together (svconv.methods.check_compatible)
-    model = build_model(
-        config.arch, bundle.num_classes, input_shape, bundle.mean, bundle.std, rank=config.rank, method=config.method
-    ).to(device)
+    model = build_model(config.arch, bundle.num_classes, input_shape, bundle.mean, bundle.std, rank=config.rank).to(device)
     method = get_method(
         config.method,
         clip_to=config.clip_to,

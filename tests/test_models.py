@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from svconv.models import ARCH_PATTERNS, Normalize, Residual, build_model, check_arch, parse_arch
+from svconv.models import ARCH_PATTERNS, MODELS, Normalize, Residual, build_model, check_arch, parse_arch
 from svconv.models.aol_nets import aol_fc, aol_patchwise
 from svconv.models.channels import FirstChannels, PadChannels, PadTo
 from svconv.models.resnet import resnet18
@@ -39,8 +39,11 @@ def check_structure(model: nn.Module) -> None:
 
 
 def build(arch, data, rank=None, method="none", num_classes=10):
+    from svconv.methods import check_compatible
+
+    check_compatible(method, arch, rank)  # what a TrialConfig checks before a trial builds its model
     shape, mean, std = data
-    return build_model(arch, num_classes, shape, mean, std, rank=rank, method=method)
+    return build_model(arch, num_classes, shape, mean, std, rank=rank)
 
 
 def forward(model, shape, batch=2):
@@ -67,10 +70,18 @@ def test_build_model_argument_errors():
         build_model("small-cnn", 10, (28, 28), (0.5,), (0.5,))
     with pytest.raises(ValueError, match="one value per input channel"):
         build_model("small-cnn", 10, (3, 32, 32), (0.5,), (0.5,))
-    with pytest.raises(ValueError, match="needs method 'soc'"):
-        build_model("lipconvnet-5", 10, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, method="clip")
-    with pytest.raises(ValueError, match="unknown method"):
-        build_model("small-cnn", 10, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, method="nope")
+    with pytest.raises(ValueError, match="no TT variant"):
+        build_model("aol-small", 10, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, rank=4)
+    with pytest.raises(ValueError, match="rank"):
+        build_model("small-cnn", 10, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, rank=0)
+
+
+def test_the_registry_is_one_dict_and_build_model_knows_no_methods():
+    import inspect
+
+    assert ARCH_PATTERNS == tuple(MODELS) and {e.family for e in MODELS.values()} == {
+        "small-cnn", "lipconvnet", "wrn", "vgg19", "resnet18", "aol"}  # fmt: skip
+    assert "method" not in inspect.signature(build_model).parameters
 
 
 @pytest.mark.parametrize("data", [MNIST, CIFAR], ids=["mnist", "cifar"])
@@ -190,7 +201,7 @@ def test_narrow_lipconvnet_runs_and_is_one_lipschitz(data, rank):
 
 def test_lipconvnet_refuses_large_inputs():
     with pytest.raises(ValueError, match="at most 32"):
-        build_model("lipconvnet-5", 10, (3, 64, 64), (0.5,) * 3, (0.5,) * 3, method="soc")
+        build_model("lipconvnet-5", 10, (3, 64, 64), (0.5,) * 3, (0.5,) * 3)
 
 
 def test_aol_nets():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import zlib
 
 import pytest
 import torch
@@ -51,7 +52,7 @@ SHAPES = [
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("c_out,c_in,k,n,s", SHAPES)
 def test_all_singular_values_match_dense_operator(c_out, c_in, k, n, s, dtype):
-    torch.manual_seed(hash((c_out, c_in, k, n, str(s))) % 2**31)
+    torch.manual_seed(zlib.crc32(repr((c_out, c_in, k, n, s)).encode()))  # not hash(): PYTHONHASHSEED varies it
     w = torch.randn(c_out, c_in, *k, dtype=dtype)
     ours = conv_singular_values(w, n, s)
     truth = dense_svdvals(w, n, s)

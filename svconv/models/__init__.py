@@ -5,12 +5,23 @@ Structural modules (``Normalize``, ``Residual``) and ``input_shapes`` let generi
 """
 
 from svconv.models.blocks import Normalize, Residual
-from svconv.models.registry import ARCH_PATTERNS, ArchSpec, build_model, check_arch, parse_arch, tt_rank_limit
+from svconv.models.registry import (
+    ARCH_PATTERNS,
+    MODELS,
+    ArchSpec,
+    ModelEntry,
+    build_model,
+    check_arch,
+    parse_arch,
+    tt_rank_limit,
+)
 from svconv.models.shapes import input_shapes
 
 __all__ = [
     "ARCH_PATTERNS",
     "ArchSpec",
+    "MODELS",
+    "ModelEntry",
     "Normalize",
     "Residual",
     "build_model",

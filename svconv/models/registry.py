@@ -1,4 +1,4 @@
-"""Architectures by name: parsing, validation and construction.
+"""Architectures by name: parsing, validation and construction, from one dict registry (:data:`MODELS`).
 
 Names: ``small-cnn``, ``lipconvnet-N`` (N = 5, 10, 15, ...), ``wrn-D-W`` (D = 6n + 4), ``vgg19``,
 ``resnet18``, ``aol-small``, ``aol-medium``, ``aol-large``, ``aol-fc``. Every model starts with
@@ -11,30 +11,12 @@ import functools
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from svconv.models.blocks import Normalize
-
-ARCH_PATTERNS = (
-    "small-cnn",
-    "lipconvnet-N",
-    "wrn-D-W",
-    "vgg19",
-    "resnet18",
-    "aol-small",
-    "aol-medium",
-    "aol-large",
-    "aol-fc",
-)
-_FIXED = {"small-cnn", "vgg19", "resnet18", "aol-small", "aol-medium", "aol-large", "aol-fc"}
-_KNOWN = (
-    "small-cnn, lipconvnet-N (N a multiple of 5, e.g. lipconvnet-5, lipconvnet-20), "
-    "wrn-D-W (D = 6n + 4, e.g. wrn-16-10), vgg19, resnet18, aol-small, aol-medium, aol-large, aol-fc"
-)
-
 
 @dataclass(frozen=True)
 class ArchSpec:
@@ -46,25 +28,115 @@ class ArchSpec:
     width: int | None = None
 
 
-def parse_arch(name: str) -> ArchSpec:
-    """Parse and validate an architecture name; ValueError listing the known names otherwise."""
+Builder = Callable[[ArchSpec, int, tuple[int, int], int, "int | None"], nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One architecture (or family of names) of :data:`MODELS`.
+
+    ``family``: what methods and reports group by; ``build(spec, in_channels, (h, w), num_classes, rank)``
+    returns the network after ``Normalize``; ``pattern``: for parametrised names, a regex whose groups are
+    ``depth`` (and ``width``), with ``check(depth, width)`` returning an error text or None; ``tt``: whether
+    a TT rank may be given (``rank``: ``svconv.tt.to_tt`` after building, unless the builder takes it).
+    """
+
+    family: str
+    build: Builder
+    pattern: str | None = None
+    check: Callable[[int, "int | None"], "str | None"] | None = None
+    tt: bool = True
+    builder_takes_rank: bool = False
+
+
+def _small_cnn(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
+    from svconv.models.small import small_cnn
+
+    return small_cnn(c, num_classes)
+
+
+def _wrn(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
+    from svconv.models.wrn import wide_resnet
+
+    return wide_resnet(spec.depth, spec.width, c, num_classes)
+
+
+def _vgg19(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
+    from svconv.models.vgg import vgg19
+
+    return vgg19(c, num_classes)
+
+
+def _resnet18(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
+    from svconv.models.resnet import resnet18
+
+    return resnet18(c, num_classes)
+
+
+def _lipconvnet(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
+    from svconv.models.lipconvnet import lipconvnet
+
+    return lipconvnet(spec.depth, c, num_classes, size, rank=rank)
+
+
+def _aol(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
+    from svconv.models.aol_nets import AOL_SIZES, aol_fc, aol_patchwise
+
+    if spec.name == "aol-fc":
+        return aol_fc(c, num_classes, size)
+    return aol_patchwise(AOL_SIZES[spec.name], c, num_classes, size)
+
+
+def _check_lipconvnet(depth: int, width: int | None) -> str | None:
+    return None if depth >= 5 and depth % 5 == 0 else "LipConvNet-N needs N a positive multiple of 5"
+
+
+def _check_wrn(depth: int, width: int | None) -> str | None:
+    return None if depth >= 10 and (depth - 4) % 6 == 0 and width >= 1 else "WRN-D-W needs D = 6n + 4 >= 10 and W >= 1"
+
+
+#: Architectures by name (or name pattern): adding one is one entry here and its builder.
+MODELS: dict[str, ModelEntry] = {
+    "small-cnn": ModelEntry("small-cnn", _small_cnn),
+    "lipconvnet-N": ModelEntry("lipconvnet", _lipconvnet, r"lipconvnet-(\d+)", _check_lipconvnet, builder_takes_rank=True),
+    "wrn-D-W": ModelEntry("wrn", _wrn, r"wrn-(\d+)-(\d+)", _check_wrn),
+    "vgg19": ModelEntry("vgg19", _vgg19),
+    "resnet18": ModelEntry("resnet18", _resnet18),
+    # AOL rescales the full kernel: no TT form
+    "aol-small": ModelEntry("aol", _aol, tt=False),
+    "aol-medium": ModelEntry("aol", _aol, tt=False),
+    "aol-large": ModelEntry("aol", _aol, tt=False),
+    "aol-fc": ModelEntry("aol", _aol, tt=False),
+}
+ARCH_PATTERNS = tuple(MODELS)
+_KNOWN = (
+    "small-cnn, lipconvnet-N (N a multiple of 5, e.g. lipconvnet-5, lipconvnet-20), "
+    "wrn-D-W (D = 6n + 4, e.g. wrn-16-10), vgg19, resnet18, aol-small, aol-medium, aol-large, aol-fc"
+)
+
+
+def arch_entry(name: str) -> tuple[ArchSpec, ModelEntry]:
+    """Parse and validate an architecture name: its :class:`ArchSpec` and :data:`MODELS` entry."""
     if not isinstance(name, str):
         raise ValueError(f"arch must be a string, one of: {_KNOWN}; got {name!r}")
-    if name in _FIXED:
-        return ArchSpec(name, "aol" if name.startswith("aol-") else name)
-    m = re.fullmatch(r"lipconvnet-(\d+)", name)
-    if m:
-        n = int(m.group(1))
-        if n < 5 or n % 5:
-            raise ValueError(f"arch {name!r}: LipConvNet-N needs N a positive multiple of 5; known: {_KNOWN}")
-        return ArchSpec(name, "lipconvnet", depth=n)
-    m = re.fullmatch(r"wrn-(\d+)-(\d+)", name)
-    if m:
-        d, w = int(m.group(1)), int(m.group(2))
-        if d < 10 or (d - 4) % 6 or w < 1:
-            raise ValueError(f"arch {name!r}: WRN-D-W needs D = 6n + 4 >= 10 and W >= 1; known: {_KNOWN}")
-        return ArchSpec(name, "wrn", depth=d, width=w)
+    entry = MODELS.get(name)
+    if entry is not None and entry.pattern is None:
+        return ArchSpec(name, entry.family), entry
+    for entry in MODELS.values():
+        m = re.fullmatch(entry.pattern, name) if entry.pattern else None
+        if m:
+            depth, *rest = (int(g) for g in m.groups())
+            width = rest[0] if rest else None
+            problem = entry.check(depth, width) if entry.check else None
+            if problem:
+                raise ValueError(f"arch {name!r}: {problem}; known: {_KNOWN}")
+            return ArchSpec(name, entry.family, depth=depth, width=width), entry
     raise ValueError(f"unknown arch {name!r}; known: {_KNOWN}")
+
+
+def parse_arch(name: str) -> ArchSpec:
+    """Parse and validate an architecture name; ValueError listing the known names otherwise."""
+    return arch_entry(name)[0]
 
 
 def check_arch(name: str) -> str:
@@ -80,9 +152,11 @@ def build_model(
     mean: Sequence[float],
     std: Sequence[float],
     rank: int | None = None,
-    method: str = "none",
 ) -> nn.Module:
     """Build architecture ``arch`` for inputs ``(batch, *input_shape)`` in [0, 1] and ``num_classes`` outputs.
+
+    Which SV-control method may train it is the caller's check (``svconv.methods.check_compatible``; a
+    ``TrialConfig`` makes it on construction).
 
     Args:
         arch: a name of :data:`ARCH_PATTERNS`.
@@ -90,17 +164,17 @@ def build_model(
         input_shape: ``(channels, height, width)`` of one input, e.g. ``(1, 28, 28)`` or ``(3, 32, 32)``.
         mean, std: per-channel normalisation applied first, inside the model.
         rank: TT rank of the convs (None: full). Plain convs are replaced by ``svconv.tt`` layers
-            (the first conv is kept); LipConvNet uses SOC-TT layers.
-        method: the SV-control method that will train it; checked for compatibility only.
+            (the first conv is kept); LipConvNet uses SOC-TT layers; AOL architectures take none.
 
     Returns:
         ``nn.Sequential(normalize=Normalize, net=...)`` with a ``tt_report`` attribute when ``rank`` is given
         (the report of ``svconv.tt.to_tt``; None for LipConvNet).
     """
-    from svconv.methods import check_compatible  # methods import models: keep the cycle at call time
-
-    spec = parse_arch(arch)
-    check_compatible(method, arch, rank)
+    spec, entry = arch_entry(arch)
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise ValueError(f"rank must be None (no TT) or an int >= 1; got {rank!r}")
+    if rank is not None and not entry.tt:
+        raise ValueError(f"arch {arch!r} has no TT variant (AOL rescales the full kernel); use rank=None, got {rank}")
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2; got {num_classes!r}")
     shape = tuple(int(v) for v in input_shape)
@@ -109,10 +183,10 @@ def build_model(
     c, h, w = shape
     if len(mean) != c or len(std) != c:
         raise ValueError(f"mean and std need one value per input channel ({c}); got {len(mean)} and {len(std)}")
-    net = _build_net(spec, c, (h, w), num_classes, rank)
+    net = entry.build(spec, c, (h, w), num_classes, rank)
     model = nn.Sequential(OrderedDict(normalize=Normalize(mean, std), net=net))
     model.tt_report = None
-    if rank is not None and spec.family != "lipconvnet":
+    if rank is not None and not entry.builder_takes_rank:
         from svconv.tt import to_tt
 
         model.tt_report = to_tt(model, rank, skip_first=True)
@@ -130,11 +204,11 @@ def tt_rank_limit(arch: str) -> int | None:
     (no memory, no initialisation cost) for 3x32x32 inputs and 10 classes; the first layer, the only one
     that sees the input channels, is never compressed.
     """
-    spec = parse_arch(arch)
-    if spec.family == "aol":
+    spec, entry = arch_entry(arch)
+    if not entry.tt:
         return None
     with torch.device("meta"):
-        net = _build_net(spec, 3, (32, 32), 10, None)
+        net = entry.build(spec, 3, (32, 32), 10, None)
     if spec.family == "lipconvnet":
         from svconv.layers import SOC
 
@@ -143,31 +217,3 @@ def tt_rank_limit(arch: str) -> int | None:
         convs = [m for m in net.modules() if type(m) in (nn.Conv2d, nn.Conv3d)][1:]
         widths = [max(m.in_channels, m.out_channels) for m in convs if m.groups == 1]
     return max(widths) if widths else None
-
-
-def _build_net(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
-    if spec.family == "small-cnn":
-        from svconv.models.small import small_cnn
-
-        return small_cnn(c, num_classes)
-    if spec.family == "wrn":
-        from svconv.models.wrn import wide_resnet
-
-        return wide_resnet(spec.depth, spec.width, c, num_classes)
-    if spec.family == "vgg19":
-        from svconv.models.vgg import vgg19
-
-        return vgg19(c, num_classes)
-    if spec.family == "resnet18":
-        from svconv.models.resnet import resnet18
-
-        return resnet18(c, num_classes)
-    if spec.family == "lipconvnet":
-        from svconv.models.lipconvnet import lipconvnet
-
-        return lipconvnet(spec.depth, c, num_classes, size, rank=rank)
-    from svconv.models.aol_nets import AOL_SIZES, aol_fc, aol_patchwise
-
-    if spec.name == "aol-fc":
-        return aol_fc(c, num_classes, size)
-    return aol_patchwise(AOL_SIZES[spec.name], c, num_classes, size)
