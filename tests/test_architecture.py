@@ -1,0 +1,54 @@
+"""The import directions of docs/design.md ("Architecture"), read from the source with ``ast`` (tools/import_graph.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: What the lower svconv packages may import of svconv (besides themselves). The rest may import anything
+#: of svconv, as long as no two packages import each other (directly or through others).
+ALLOWED = {
+    "svconv.kinds": set(),
+    "svconv.results": set(),
+    "svconv.data": set(),
+    "svconv.spectrum": set(),
+    "svconv.tt": {"svconv.spectrum", "svconv.kinds"},
+    "svconv.layers": {"svconv.spectrum", "svconv.kinds", "svconv.tt"},
+    "svconv.models": {"svconv.layers", "svconv.tt", "svconv.kinds", "svconv.spectrum"},
+}
+
+
+def _import_graph():
+    spec = importlib.util.spec_from_file_location("import_graph", ROOT / "tools" / "import_graph.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_core_never_imports_the_tooling():
+    graph = _import_graph().import_graph(ROOT, depth=1)
+    assert graph["svconv"] == set(), graph["svconv"]
+
+
+def test_svconv_subpackages_import_only_downwards_and_without_cycles():
+    tool = _import_graph()
+    graph = tool.import_graph(ROOT, depth=2)
+    core = {k: {v for v in targets if v.startswith("svconv.")} for k, targets in graph.items() if k.startswith("svconv")}
+    for package, allowed in ALLOWED.items():
+        assert core.get(package, set()) <= allowed, f"{package} imports {core[package] - allowed}"
+    assert tool.cycles(core) == []
+
+
+def test_the_graph_sees_relative_and_lazy_imports(tmp_path):
+    """The check above can fail: a lazy (in-function) relative import that closes a cycle is found."""
+    tool = _import_graph()
+    pkg = tmp_path / "svconv"
+    for sub, text in (("a", "def f():\n    from ..b import thing\n"), ("b", "from svconv.a import f\nthing = 1\n")):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text(text)
+    (pkg / "__init__.py").write_text("")
+    graph = tool.import_graph(tmp_path, depth=2)
+    assert graph["svconv.a"] == {"svconv.b"} and graph["svconv.b"] == {"svconv.a"}
+    assert tool.cycles(graph) == [("svconv.a", "svconv.b")]
