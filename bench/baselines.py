@@ -1,6 +1,6 @@
 """Baselines for the exact singular values, measured beside ``svconv.spectrum`` in the same run.
 
-- :func:`numpy_singular_values`: the seed's formula as its Appendix B.1 writes it (seed 000): zero-pad the
+- :func:`numpy_singular_values`: the seed's formula as its Appendix B.1 writes it (Senderovich et al. 2022): zero-pad the
   kernel to the input size, gather the polyphase components with a Python loop over the ``s^d``
   offsets, a full complex ``numpy.fft.fftn``, then ``numpy.linalg.svd`` (values only) on every frequency.
   Written for PyTorch's layout ``(c_out, c_in, k...)``, the components concatenated along the input

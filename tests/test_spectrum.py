@@ -86,7 +86,7 @@ def test_clipping_repeated_reaches_the_target(stride):
     once = clip_conv_singular_values(w, n, target, stride=stride, n_iter=1)
     many = clip_conv_singular_values(w, n, target, stride=stride, n_iter=60)
     assert many.shape == w.shape and many.dtype == w.dtype
-    # one pass then restriction to 3x3 overshoots (as DESIGN.md says); repeating converges
+    # one pass then restriction to 3x3 overshoots (as docs/design.md says); repeating converges
     assert conv_spectral_norm(once, n, stride).item() > 1.05 * target
     true_norm = dense_svdvals(many, n, stride)[0].item()
     assert true_norm <= 1.01 * target

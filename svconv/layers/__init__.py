@@ -1,4 +1,4 @@
-"""Lipschitz layers: AOL (Prach & Lampert 2022), SOC and SOC-TT (Singla & Feizi 2021; seed 000), MaxMin,
+"""Lipschitz layers: AOL (Prach & Lampert 2022), SOC and SOC-TT (Singla & Feizi 2021; SOC-TT: Senderovich et al. 2022), MaxMin,
 invertible downsampling and batch-norm helpers (certified conv bounds: ``svconv.spectrum.bounds``).
 
 Every layer here has ``lipschitz_bound(input_shape) -> float``, a certified upper bound on its Lipschitz

@@ -1,5 +1,5 @@
 """Batch norm as a Lipschitz layer (eval mode): its constant, and conv + BN composed into one linear operator
-whose spectrum can be extracted and controlled as one layer (seed 003)."""
+whose spectrum can be extracted and controlled as one layer (Boroojeny et al. 2024, FastClip)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Skew orthogonal convolution (SOC, Singla & Feizi 2021) and its TT version SOC-TT (seed 000, Sec. 5.1).
+"""Skew orthogonal convolution (SOC, Singla & Feizi 2021) and its TT version SOC-TT (Senderovich et al. 2022, Sec. 5.1).
 
 SOC: ``y = sum_{t=0..T} L^t x / t! + b`` with ``L`` the convolution by the skew kernel
 ``K = W - flip(W)^T`` (``K[o, i, p] = W[o, i, p] - W[i, o, k-1-p]``). With stride 1, an odd kernel and

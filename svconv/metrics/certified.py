@@ -1,4 +1,4 @@
-"""Certified robust accuracy from a margin and a Lipschitz bound (Tsuzuku et al. 2018; seeds 000, 001)."""
+"""Certified robust accuracy from a margin and a Lipschitz bound (Tsuzuku et al. 2018; as in Senderovich et al. 2022)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Empirical Lipschitz ratios (seed 000, App. C.1, after Sanyal et al. 2020): a lower bound per image."""
+"""Empirical Lipschitz ratios (Senderovich et al. 2022, App. C.1, after Sanyal et al. 2020): a lower bound per image."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AOL networks (Prach & Lampert 2022; seed 002), as in the authors' code.
+"""AOL networks (Prach & Lampert 2022), as in the authors' code.
 
 ``aol-small`` / ``aol-medium`` / ``aol-large`` are their patch-wise model with size parameter 16 / 32 / 48:
 4x4 patches stacked into channels (concatenation pooling); a 1x1 AOL conv to 192 channels; 12 AOL 3x3

@@ -1,4 +1,4 @@
-"""LipConvNet-N (Singla & Feizi 2021) with SOC layers, and with SOC-TT layers at a TT rank (seed 000, Sec. 5.1).
+"""LipConvNet-N (Singla & Feizi 2021) with SOC layers, and with SOC-TT layers at a TT rank (Senderovich et al. 2022, Sec. 5.1).
 
 As in the authors' code: 5 blocks of N/5 layers ``SOC -> MaxMin``; block b has ``32 * 2^b`` channels
 (64, 128, ..., 1024) and ends with a stride-2 layer: an invertible downsampling (``c -> 4c`` channels,

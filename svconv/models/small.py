@@ -10,7 +10,7 @@ def small_cnn(in_channels: int, num_classes: int, width: int = 8) -> nn.Sequenti
     any input size >= 4. (Global pooling instead would throw away where strokes are: about 50 % on mnist5k
     after 3 epochs, against about 95 % with the 4x4 map.)
 
-    conv1 and conv3 pad circularly (their operator is exactly the periodic one of DESIGN.md), conv2 pads
+    conv1 and conv3 pad circularly (their operator is exactly the periodic one of docs/design.md), conv2 pads
     with zeros, has stride 2 and is followed by batch norm. Input ``(b, in_channels, h, w)``, output
     ``(b, num_classes)``.
     """

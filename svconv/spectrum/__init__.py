@@ -1,6 +1,6 @@
 """Singular values of convolutional layers: exact (any stride), clipping, bounds and estimates.
 
-Exact routines take the kernel ``(c_out, c_in, k_1..k_d)`` and the periodic operator of DESIGN.md;
+Exact routines take the kernel ``(c_out, c_in, k_1..k_d)`` and the periodic operator of docs/design.md;
 estimators take any module that is linear plus a constant.
 """
 

@@ -113,7 +113,7 @@ def conv_spectral_norm(
 
 
 def periodic_conv(x: torch.Tensor, weight: torch.Tensor, stride: int | Sequence[int] = 1) -> torch.Tensor:
-    """The operator A of DESIGN.md: ``(A x)[o, q] = sum_i sum_p W[o, i, p] x[i, (s q + p) mod n]``.
+    """The operator A of docs/design.md: ``(A x)[o, q] = sum_i sum_p W[o, i, p] x[i, (s q + p) mod n]``.
 
     ``x``: ``(batch, c_in, n_1..n_d)`` -> ``(batch, c_out, n_1/s_1, ...)``. Circular wrap to the right,
     so the kernel's offset is 0; this is the operator whose spectrum :func:`conv_singular_values` returns.

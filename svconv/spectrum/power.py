@@ -1,4 +1,4 @@
-"""Power iteration and PowerQR on the linear part of any module (Gouk et al. 2021; seed 003, Prop. 2.1)."""
+"""Power iteration and PowerQR on the linear part of any module (Gouk et al. 2021; Boroojeny et al. 2024, Prop. 2.1)."""
 
 from __future__ import annotations
 

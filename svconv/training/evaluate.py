@@ -1,4 +1,4 @@
-"""Evaluation of a trained model: test predictions, and the end-of-trial metrics of DESIGN.md.
+"""Evaluation of a trained model: test predictions, and the end-of-trial metrics of docs/design.md.
 
 Every metric is computed by ``svconv.metrics``; this module only gathers the inputs (test logits,
 subsets of test images) and names the results as the ``trials`` columns.

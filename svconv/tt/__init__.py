@@ -1,4 +1,4 @@
-"""TT (Tucker-2) compressed convolutions whose singular values are those of a small core (seed 000).
+"""TT (Tucker-2) compressed convolutions whose singular values are those of a small core (Senderovich et al. 2022).
 
 ``TTConv2d``/``TTConv3d`` (``U`` 1x1 -> core k^d -> ``V`` 1x1), ``from_conv`` (HOSVD of a trained conv),
 ``to_tt`` (replace the convs of any model), ``orthogonality_loss`` (eq. 11), ``compression_ratio``.

@@ -1,4 +1,4 @@
-"""TT (Tucker-2) convolutions (seed 000, eq. 4-7): ``W[o, i, p] = sum_{a,b} V[o, b] C[b, a, p] U[a, i]``.
+"""TT (Tucker-2) convolutions (Senderovich et al. 2022, eq. 4-7): ``W[o, i, p] = sum_{a,b} V[o, b] C[b, a, p] U[a, i]``.
 
 A 1x1 conv ``U`` (c_in -> r1, no bias), a k^d conv ``core`` (r1 -> r2, carrying stride, padding, padding
 mode and dilation, no bias), a 1x1 conv ``V`` (r2 -> c_out, the bias). With orthonormal frames

@@ -1,5 +1,5 @@
 """What every TT-structured layer shares: the 1x1 frames ``U`` (c_in -> r1) and ``V`` (r2 -> c_out) around a core,
-the orthogonality loss over them (seed 000, eq. 11) and the parameter counts behind the compression ratio.
+the orthogonality loss over them (Senderovich et al. 2022, eq. 11) and the parameter counts behind the compression ratio.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class TTFrames:
 
 
 def orthogonality_loss(model: nn.Module) -> torch.Tensor:
-    """Eq. 11 of seed 000: ``(1/N) sum_l [mean((U_l U_l^T - I)^2) + mean((V_l^T V_l - I)^2)]`` over the N TT layers.
+    """Eq. 11 of Senderovich et al. 2022: ``(1/N) sum_l [mean((U_l U_l^T - I)^2) + mean((V_l^T V_l - I)^2)]`` over the N TT layers.
 
     Covers every :class:`TTFrames` module of ``model`` (``TTConv2d``/``TTConv3d``, ``SOCTT``), ``model``
     itself included. Differentiable in the frames; a 0-d zero (on the model's device) when there is none.
