@@ -7,11 +7,14 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from svconv.spectrum.exact import polyphase, unpolyphase
+
 
 class InvertibleDownsampling(nn.Module):
     """``(batch, c, n_1, ..., n_d) -> (batch, c · f^d, n_1 / f, ..., n_d / f)`` by moving each ``f^d`` block into
-    channels (PixelUnshuffle's order for d = 2: channel ``c_i · f^d + offset``). A permutation of the entries:
-    orthogonal, so norm-preserving and 1-Lipschitz; :meth:`inverse` undoes it.
+    channels (PixelUnshuffle's order for d = 2: channel ``c_i · f^d + offset``), which is the polyphase split of
+    ``svconv.spectrum.exact``. A permutation of the entries: orthogonal, so norm-preserving and 1-Lipschitz;
+    :meth:`inverse` undoes it.
 
     Args:
         factor: block size ``f`` (int >= 1); every spatial size must be divisible by it.
@@ -34,26 +37,15 @@ class InvertibleDownsampling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x.shape[1:])
-        f, b, c, spatial = self.factor, x.shape[0], x.shape[1], x.shape[2:]
-        d = len(spatial)
-        split = [b, c]
-        for n in spatial:
-            split += [n // f, f]
-        # (b, c, m1, f, m2, f, ...) -> (b, c, f, f, ..., m1, m2, ...)
-        perm = [0, 1] + [3 + 2 * j for j in range(d)] + [2 + 2 * j for j in range(d)]
-        return x.reshape(split).permute(perm).reshape(b, c * f**d, *[n // f for n in spatial])
+        # the polyphase split of the exact strided spectra (Senderovich et al. 2022), batch as c_out
+        return polyphase(x, x.shape[2:], (self.factor,) * (x.dim() - 2))
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         """The input that :meth:`forward` maps to ``y``."""
-        f, b, cf, spatial = self.factor, y.shape[0], y.shape[1], y.shape[2:]
-        d = len(spatial)
-        if cf % f**d:
-            raise ValueError(f"channels must be divisible by factor**d = {f**d}; got {cf}")
-        x = y.reshape(b, cf // f**d, *([f] * d), *spatial)
-        perm = [0, 1]
-        for j in range(d):
-            perm += [2 + d + j, 2 + j]
-        return x.permute(perm).reshape(b, cf // f**d, *[m * f for m in spatial])
+        d = y.dim() - 2
+        if y.shape[1] % self.factor**d:
+            raise ValueError(f"channels must be divisible by factor**d = {self.factor**d}; got {y.shape[1]}")
+        return unpolyphase(y, y.shape[1] // self.factor**d, (self.factor,) * d)
 
     def lipschitz_bound(self, input_shape: Sequence[int]) -> float:
         """1 (a permutation) for ``(c, *spatial)`` with every spatial size divisible by ``factor``."""
