@@ -24,7 +24,7 @@ from svconv.layers import (
 from svconv.kinds import LayerKind, layer_kind
 from svconv.layers.aol import aol, aol_conv_scale, aol_linear_scale
 from svconv.layers.soc import skew_exp
-from svconv.spectrum import conv_spectral_norm, dense_operator
+from svconv.spectrum import conv_spectral_norm, dense_operator, power_iteration
 from svconv.tt import TTConv2d
 
 F64 = torch.float64
@@ -189,6 +189,47 @@ def test_soc_series_gradients_match_autograd_of_the_plain_series():
         g = torch.randn_like(y)
         for mine, theirs in zip(torch.autograd.grad(y, (x, kernel), g), torch.autograd.grad(ref, (x, kernel), g)):
             torch.testing.assert_close(mine, theirs)
+
+
+def test_soc_norm_estimate_is_the_shared_power_iteration_warm_started_from_its_buffer():
+    """SOC's per-forward estimate: ``steps`` of ``u <- R R^T u / ||.||`` from the buffer, then ``v = R^T u``
+    normalised (the loop it had before it used ``svconv.spectrum.power_iteration``), and it converges."""
+    torch.manual_seed(9)
+    layer = SOC(4, 3, init_iters=1, dtype=F64)
+    R = layer.raw_skew_kernel().detach().flatten(1)
+    u = layer.u.clone()
+    v = F.normalize(R.T @ u, dim=0)
+    for _ in range(3):
+        u = F.normalize(R @ v, dim=0)
+        v = F.normalize(R.T @ u, dim=0)
+    got = layer._power_steps(R, 3)
+    torch.testing.assert_close(layer.u, u)
+    torch.testing.assert_close(got, v)
+    layer.refresh_norm_(200)
+    sigma = float(layer.u @ R @ layer._power_steps(R, 1))
+    assert sigma == pytest.approx(float(torch.linalg.matrix_norm(R, 2)), rel=1e-6)
+
+
+def test_power_iteration_on_a_matrix_matches_the_module_path_and_stops_early():
+    torch.manual_seed(10)
+    A = torch.randn(5, 7, dtype=F64)
+    lin = nn.Linear(7, 5, bias=True, dtype=F64)
+    with torch.no_grad():
+        lin.weight.copy_(A)
+    v0 = torch.randn(7, dtype=F64)
+    s_mat, v_mat = power_iteration(A, (7,), n_iter=30, v=v0)
+    s_mod, v_mod = power_iteration(lin, (7,), n_iter=30, v=v0)
+    torch.testing.assert_close(s_mat, s_mod)
+    torch.testing.assert_close(v_mat, v_mod)
+    exact = float(torch.linalg.matrix_norm(A, 2))
+    calls = []
+    lin.register_forward_hook(lambda *_: calls.append(1))
+    s_early, _ = power_iteration(lin, (7,), n_iter=10_000, v=v0, rtol=1e-9)
+    assert float(s_early) == pytest.approx(exact, rel=1e-6) and len(calls) < 500
+    with pytest.raises(ValueError, match="rtol"):
+        power_iteration(A, (7,), rtol=-1.0)
+    with pytest.raises(ValueError, match="input_shape"):
+        power_iteration(A, (5,))
 
 
 def test_soc_trains_its_weight():
