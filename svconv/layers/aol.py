@@ -18,7 +18,7 @@ dicts of the earlier classes (keys ``weight``, ``bias``).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -119,26 +119,36 @@ def _check_positive(value: int, name: str) -> int:
     return value
 
 
-class AOLLinear(nn.Linear):
-    """1-Lipschitz ``nn.Linear`` with the :class:`AOL` parametrisation; ``W`` initialised orthogonal.
-    Input ``(batch, in_features)``."""
+class _AOLLayer:
+    """What :class:`AOLLinear` and :class:`AOLConv2d` add to their PyTorch layer."""
 
     layer_kind = LayerKind.AOL
+    weight: torch.Tensor
+    bias: torch.Tensor | None
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
-        _check_positive(in_features, "in_features")
-        _check_positive(out_features, "out_features")
-        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+    def _parametrize(self, init: Callable[[torch.Tensor], Any]) -> None:
+        """Initialise the learnt weight with ``init`` (bias zero), then register :class:`AOL` on it."""
         with torch.no_grad():
-            nn.init.orthogonal_(self.weight)
+            init(self.weight)
             if self.bias is not None:
                 self.bias.zero_()
         aol(self)
         self.register_load_state_dict_pre_hook(_load_old_weight)
 
     def rescaled_weight(self) -> torch.Tensor:
-        """``W diag(d)``: the matrix actually applied, spectral norm <= 1 (``self.weight``)."""
+        """The weight actually applied (``self.weight``, the rescaled one): its layer has spectral norm <= 1."""
         return self.weight
+
+
+class AOLLinear(_AOLLayer, nn.Linear):
+    """1-Lipschitz ``nn.Linear`` with the :class:`AOL` parametrisation; ``W`` initialised orthogonal.
+    Input ``(batch, in_features)``."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
+        _check_positive(in_features, "in_features")
+        _check_positive(out_features, "out_features")
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self._parametrize(nn.init.orthogonal_)
 
     def lipschitz_bound(self, input_shape: Sequence[int]) -> float:
         """1 (guaranteed by the rescaling). ``input_shape``: ``(in_features,)``."""
@@ -147,7 +157,7 @@ class AOLLinear(nn.Linear):
         return 1.0
 
 
-class AOLConv2d(nn.Conv2d):
+class AOLConv2d(_AOLLayer, nn.Conv2d):
     """1-Lipschitz ``nn.Conv2d`` with the :class:`AOL` parametrisation.
 
     Args:
@@ -158,8 +168,6 @@ class AOLConv2d(nn.Conv2d):
 
     The kernel starts as the identity (``dirac_``), which AOL leaves unchanged. Input ``(batch, c_in, h, w)``.
     """
-
-    layer_kind = LayerKind.AOL
 
     def __init__(
         self,
@@ -187,16 +195,7 @@ class AOLConv2d(nn.Conv2d):
             raise ValueError(f"padding must be a non-negative int or a pair of them; got {padding!r}")
         super().__init__(in_channels, out_channels, k, stride=stride, padding=pads, dilation=dil, groups=groups,
                          bias=bias, padding_mode=padding_mode, device=device, dtype=dtype)  # fmt: skip
-        with torch.no_grad():
-            nn.init.dirac_(self.weight, groups)
-            if self.bias is not None:
-                self.bias.zero_()
-        aol(self)
-        self.register_load_state_dict_pre_hook(_load_old_weight)
-
-    def rescaled_weight(self) -> torch.Tensor:
-        """The kernel actually applied, ``K[:, j] · d_j``; its conv has spectral norm <= 1 (``self.weight``)."""
-        return self.weight
+        self._parametrize(lambda w: nn.init.dirac_(w, groups))
 
     def lipschitz_bound(self, input_shape: Sequence[int]) -> float:
         """1 (guaranteed by the rescaling, any input size). ``input_shape``: ``(c_in, h, w)``."""
