@@ -221,6 +221,8 @@ def test_power_iteration_on_a_matrix_matches_the_module_path_and_stops_early():
     s_mod, v_mod = power_iteration(lin, (7,), n_iter=30, v=v0)
     torch.testing.assert_close(s_mat, s_mod)
     torch.testing.assert_close(v_mat, v_mod)
+    _, _, image = power_iteration(A, (7,), n_iter=30, v=v0, return_image=True)
+    torch.testing.assert_close(image, A @ v_mat)
     exact = float(torch.linalg.matrix_norm(A, 2))
     calls = []
     lin.register_forward_hook(lambda *_: calls.append(1))

@@ -228,9 +228,9 @@ class SOC(nn.Module):
     def _power_steps(self, R: torch.Tensor, steps: int) -> torch.Tensor:
         """``steps`` power-iteration steps ``u <- R R^T u / ||.||`` from the buffer ``u`` (updated in place);
         returns ``v = R^T u / ||R^T u||``. The steps are ``svconv.spectrum.power_iteration`` on the matrix ``R^T``."""
-        u = power_iteration(R.T, (R.shape[0],), n_iter=steps, v=self.u)[1]
+        _, u, image = power_iteration(R.T, (R.shape[0],), n_iter=steps, v=self.u, return_image=True)
         self.u.copy_(u)
-        return _normalize(R.T @ u)
+        return _normalize(image)
 
     @torch.no_grad()
     def refresh_norm_(self, steps: int | None = None) -> "SOC":

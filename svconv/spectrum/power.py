@@ -40,7 +40,8 @@ def power_iteration(
     v: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     rtol: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_image: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Estimate the spectral norm of ``x -> module(x) - module(0)`` by power iteration on ``M^T M``.
 
     The module is applied as it is (its own stride, padding mode, dilation, groups); put batch norm in
@@ -55,10 +56,11 @@ def power_iteration(
         generator: a CPU generator for the random start when ``v`` is None.
         rtol: stop early once ``||M x||`` (x the unit iterate) changes by at most ``rtol`` relatively in one
             step; 0 runs all ``n_iter`` steps. Near-orthogonal layers then stop after a few steps.
+        return_image: also return ``M v`` (computed anyway for ``sigma``), e.g. a left singular vector estimate.
 
     Returns:
         ``(sigma, v)``: a 0-d estimate ``||M v||`` (a lower bound up to rounding) and the unit vector to
-        warm-start with.
+        warm-start with; ``(sigma, v, M v)`` with ``return_image``.
     """
     check_count(n_iter, "n_iter")
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol >= 0:
@@ -81,7 +83,10 @@ def power_iteration(
             break  # y is M x for the current x
         x = _unit(g)
     else:
-        sigma = M.apply(x).norm()
+        y = M.apply(x)
+        sigma = y.norm()
+    if return_image:
+        return sigma, x[0].detach(), y[0].detach()
     return sigma, x[0].detach()
 
 
