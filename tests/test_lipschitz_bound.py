@@ -277,6 +277,7 @@ def test_geometry_flags_and_grid():
 def test_parameter_free_layers_get_no_rows_and_kinds_come_from_the_classes():
     from svconv.kinds import LayerKind, layer_kind
     from svconv.layers import SOC, AOLConv2d, InvertibleDownsampling, MaxMin
+    from svconv.layers.aol import aol
     from svconv.models.channels import FirstChannels, PadChannels, PadTo
     from svconv.tt import TTConv2d
 
@@ -284,9 +285,10 @@ def test_parameter_free_layers_get_no_rows_and_kinds_come_from_the_classes():
     net = nn.Sequential(
         PadTo(8), nn.Conv2d(1, 4, 3, padding=1), MaxMin(), InvertibleDownsampling(2), FirstChannels(8),
         PadChannels(10), AOLConv2d(10, 6, 3), SOC(6, 3, eval_terms=8), TTConv2d(6, 6, 3, rank=2, padding=1),
-        nn.BatchNorm2d(6), nn.Flatten(), nn.Linear(6 * 16, 3),
+        nn.BatchNorm2d(6), nn.Flatten(), nn.Linear(6 * 16, 5), aol(nn.Linear(5, 3)),
     )  # fmt: skip
     rows = layer_spectral_norms(net, (1, 7, 7), power_iters=20)
     kinds = {r["layer"]: r["kind"] for r in rows}
-    assert kinds == {"1": "conv", "6": "aol", "7": "soc", "8": "tt", "9": "bn", "11": "linear"}
+    assert kinds == {"1": "conv", "6": "aol", "7": "soc", "8": "tt", "9": "bn", "11": "linear", "12": "aol"}
+    assert rows[-1]["lipschitz_bound"] <= 1 + 1e-6 and rows[-1]["c_in"] == 5
     assert layer_kind(net[2]) is None and layer_kind(net[1]) is LayerKind.CONV and LayerKind.TT == "tt"

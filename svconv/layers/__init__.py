@@ -6,12 +6,14 @@ constant for one input of shape ``input_shape`` (no batch dimension).
 """
 
 from svconv.layers.activations import MaxMin
-from svconv.layers.aol import AOLConv2d, AOLLinear
+from svconv.layers.aol import AOL, AOLConv2d, AOLLinear, aol
 from svconv.layers.batchnorm import ConvBN, bn_lipschitz, bn_scale_shift, conv_bn
 from svconv.layers.downsample import InvertibleDownsampling
 from svconv.layers.soc import SOC, SOCTT, skew_exp, taylor_tail
 
 __all__ = [
+    "AOL",
+    "aol",
     "AOLConv2d",
     "AOLLinear",
     "SOC",

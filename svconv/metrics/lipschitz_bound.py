@@ -183,7 +183,8 @@ def walk_bound(model: nn.Module, input_shape: Sequence[int], leaf: LeafFn) -> fl
             return bound(m.body) + (1.0 if m.shortcut is None else bound(m.shortcut))
         if name not in shapes:
             raise ValueError(f"module {name or '<model>'} ({type(m).__name__}) was not called in the forward pass")
-        if any(True for _ in m.children()) and not isinstance(m, CONV_TYPES):
+        # a weight parametrisation (e.g. AOL's) is a child module, but not a layer of the forward pass
+        if any(child != "parametrizations" for child, _ in m.named_children()) and not isinstance(m, CONV_TYPES):
             raise ValueError(
                 f"cannot bound container {name or '<model>'} ({type(m).__name__}): models must be built "
                 "from nn.Sequential, Residual and leaf layers, or the container must define lipschitz_bound"
