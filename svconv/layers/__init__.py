@@ -1,8 +1,9 @@
-"""Lipschitz layers: AOL (Prach & Lampert 2022), SOC and SOC-TT (Singla & Feizi 2021; SOC-TT: Senderovich et al. 2022), MaxMin,
-invertible downsampling and batch-norm helpers (certified conv bounds: ``svconv.spectrum.bounds``).
+"""Lipschitz layers: AOL (Prach & Lampert 2022; ``aol(layer)`` parametrises any conv or linear layer),
+SOC and SOC-TT (Singla & Feizi 2021; SOC-TT: Senderovich et al. 2022), MaxMin, invertible downsampling and
+batch-norm helpers (certified conv bounds: ``svconv.spectrum.bounds``).
 
-Every layer here has ``lipschitz_bound(input_shape) -> float``, a certified upper bound on its Lipschitz
-constant for one input of shape ``input_shape`` (no batch dimension).
+Every layer class here has ``lipschitz_bound(input_shape) -> float``, a certified upper bound on its
+Lipschitz constant for one input of shape ``input_shape`` (no batch dimension).
 """
 
 from svconv.layers.activations import MaxMin
