@@ -35,15 +35,21 @@ shape                  strategy    passes  time s  sigma/c  change
 160->160 @32^2         secant      3       45.1    0.9997   0.700
 160->160 @32^2         passes      20      282     1.0119   0.673
 160->160 @32^2         dykstra     20      464     1.0791   0.651
-320->320 @16^2         one pass    1       17.7    1.350    0.595
-320->320 @16^2         secant      3       41.3    0.9998   0.697
+320->320 @16^2         one pass    1       24.4    1.350    0.595
+320->320 @16^2         secant      3       51.0    0.9998   0.697
+320->320 @16^2         passes      20      344     1.0122   0.670
+160->320 @32^2 s=2     one pass    1       13.9    1.303    0.596
+160->320 @32^2 s=2     secant      2       30.1    1.0081   0.685
+160->320 @32^2 s=2     passes      20      268     1.0095   0.662
 =====================  ==========  ======  ======  =======  ======
 
-The secant search lands within 0.03 % of the target in 3 passes, for 2.3-2.8x the time of one plain pass;
-plain passes are still 1.2-1.3 % above after 20 (7-18x longer), Dykstra's 8 % above. The price is the
+The secant search lands within 1 % of the target in 2-3 passes, for 2.1-2.8x the time of one plain pass;
+plain passes need 20 or more (0.95-1.3 % above after 20; 6-9x the secant's time), Dykstra's are 8 % above
+after 20. The price is the
 kernel's change: 0.70 against 0.67 (passes) and 0.65 (Dykstra, which converges to the least change). Carrying
 the level over between control steps (``level=``; 64->64 @32^2, four steps of training drift of norm 0.3 after
-the first clip) takes 7 passes in all against 13 cold: 1-2 per step once the level has settled.
+the first clip) takes 7 passes in all against 13 cold: 1-2 per step once the level has settled; on the
+third control step of the runs above it took 1 pass against 3 (320->320) and 2 against 2 (strided).
 """
 
 from __future__ import annotations
@@ -148,7 +154,7 @@ def clip_to_target(
             in float64 in the tests), ``"auto"`` (matmul on CUDA, where batched eigh loops over the batch;
             eigh elsewhere: on this CPU matmul is 8x slower, 19.1 s against 2.26 s on 64->64 @32^2).
         strategy: one of ``CLIP_STRATEGIES`` (see the module docstring). Default ``"secant"``: 3 passes to
-            within 1 % (0.03 % in fact) where plain passes are still above after 20; the module docstring has the table.
+            within 1 % where plain passes are still above after 20; the module docstring has the table.
         max_passes: at most this many clip passes (>= 1).
         level: starting clip level for ``"secant"`` (the ``level`` of the previous result); default ``max_sv``.
         dilation: the conv's dilation: the kernel holds the taps, the operator uses the dilated kernel.
