@@ -11,7 +11,6 @@ from svconv.models.aol_nets import aol_fc, aol_patchwise
 from svconv.models.channels import FirstChannels, PadChannels, PadTo
 from svconv.models.resnet import resnet18
 from svconv.models.vgg import vgg19
-from svconv.models.wrn import wide_resnet
 
 MNIST = ((1, 28, 28), (0.1307,), (0.3081,))
 CIFAR = ((3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
