@@ -69,6 +69,7 @@ from svconv.spectrum._checks import (
     check_unit_interval,
 )
 from svconv.spectrum.clip import GramEig, restrict_transfer
+from svconv.spectrum.conv_geometry import dilate_kernel
 from svconv.spectrum.exact import gram_singular_values, transfer_matrices
 
 CLIP_SOLVERS = ("auto", "eigh", "matmul")
@@ -148,7 +149,7 @@ def clip_to_target(
         stride: int or d-tuple dividing ``input_size``.
         tol: relative tolerance in (0, 1).
         guarantee: if True the returned norm is ``<= max_sv``: a final rescale by ``c / sigma`` (slightly
-            less, by a rounding margin) where the search stops above ``c``.
+            less, by a margin of 64 eps for rounding) where the search stops above ``c (1 - 64 eps)``.
         solver: ``"eigh"`` (batched eigendecompositions), ``"matmul"`` (Newton-Schulz polar iterations and
             Gram-iteration norms: matmuls only, see ``svconv.spectrum.msign``; the same kernel as eigh to 1e-6
             in float64 in the tests), ``"auto"`` (matmul on CUDA, where batched eigh loops over the batch;
@@ -176,8 +177,9 @@ def clip_to_target(
 
     run = {"secant": _secant, "passes": _passes, "dykstra": _dykstra}[strategy]
     w, sigma, passes, used = run(ops, w0, kernel, restrict, n, s, c, tol, max_passes, level)
-    if guarantee and sigma > c:
-        factor = c / sigma * (1 - _safety(w0.dtype))
+    margin = _safety(w0.dtype)
+    if guarantee and sigma > c * (1 - margin):  # within rounding of c counts as above
+        factor = c / sigma * (1 - margin)
         w, sigma = w * factor, sigma * factor
     norm0 = torch.linalg.vector_norm(w0)
     rel = float(torch.linalg.vector_norm(w - w0) / norm0) if norm0 > 0 else 0.0
