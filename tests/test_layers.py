@@ -409,3 +409,20 @@ def test_soc_cheap_bound_is_a_bound_and_refined_when_loose():
     assert 1 <= tight.lipschitz_bound(shape) <= 1 + 1e-9
     assert loose.lipschitz_bound(shape) == pytest.approx(1 + taylor_tail(loose.skew_norm_bound(shape), 2), rel=1e-12)
     assert loose.cheap_skew_norm_bound() > loose.skew_norm_bound(shape) * 1.01  # so the refinement matters
+
+
+def test_soc_under_cpu_autocast_matches_float32():
+    """AMP: the forward and backward of SOC under bf16 autocast run (no dtype clash in the norm estimate)
+    and stay close to the float32 result; the norm estimate itself keeps float32."""
+    torch.manual_seed(7)
+    layer = SOC(8, train_terms=5)
+    x = torch.randn(2, 8, 6, 6)
+    direction = torch.randn(2, 8, 6, 6)
+    y32 = layer(x)
+    (g32,) = torch.autograd.grad((y32 * direction).sum(), layer.weight)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y16 = layer(x)
+        (g16,) = torch.autograd.grad((y16.float() * direction).sum(), layer.weight)
+    assert layer.u.dtype == torch.float32
+    torch.testing.assert_close(y16.float(), y32, atol=5e-2, rtol=5e-2)
+    assert (g16 - g32).norm() <= 0.1 * g32.norm()

@@ -246,12 +246,15 @@ class SOC(nn.Module):
         estimate by ``power_iters`` steps; in eval mode it leaves the buffer alone."""
         k = self.raw_skew_kernel()
         R = k.flatten(1)
-        if self.training:
-            v = self._power_steps(R.detach(), self.power_iters)
-        else:
-            with torch.no_grad():
-                v = _normalize(R.T @ self.u.to(R.dtype))
-        sigma = torch.dot(self.u.to(R.dtype), R @ v)
+        # The norm estimate keeps the weights' precision under autocast (AMP): a half-precision sigma would
+        # coarsen the scaling, and torch.dot refuses the mixed dtypes autocast's matmul would produce.
+        with torch.autocast(R.device.type, enabled=False):
+            if self.training:
+                v = self._power_steps(R.detach(), self.power_iters)
+            else:
+                with torch.no_grad():
+                    v = _normalize(R.T @ self.u.to(R.dtype))
+            sigma = torch.dot(self.u.to(R.dtype), R @ v)
         scale = self.max_norm / (math.sqrt(self.kernel_size**2) * sigma.clamp_min(torch.finfo(k.dtype).tiny))
         return k * scale
 
