@@ -11,35 +11,33 @@ from typing import Sequence
 import torch
 from torch import nn
 
-CONV_TYPES = (nn.Conv2d, nn.Conv3d)
+from svconv import kinds
+from svconv.kinds import LayerKind
+from svconv.spectrum._checks import as_tuple
+
+#: The kinds a control function edits; others (SOC, AOL, batch norm, parameter-free layers) are refused.
+CONTROLLED = (LayerKind.CONV, LayerKind.TT, LayerKind.LINEAR)
 
 
-def layer_kind(module: nn.Module) -> str:
-    """``conv``, ``tt`` or ``linear``; ValueError naming the allowed types otherwise."""
-    from svconv.tt import TTConv2d, TTConv3d
-
-    if isinstance(module, (TTConv2d, TTConv3d)):
-        return "tt"
-    if isinstance(module, CONV_TYPES):
-        return "conv"
-    if isinstance(module, nn.Linear):
-        return "linear"
-    raise ValueError(
-        f"module must be an nn.Conv2d, nn.Conv3d, svconv.tt.TTConv2d/TTConv3d or nn.Linear; got {type(module).__name__}"
-    )
+def layer_kind(module: nn.Module) -> LayerKind:
+    """``conv`` (2-D / 3-D), ``tt`` or ``linear``, from :func:`svconv.kinds.layer_kind`; ValueError naming the
+    allowed types otherwise (an AOL-parametrised conv is ``aol``: its weight is computed, not edited)."""
+    kind = kinds.layer_kind(module)
+    if kind not in CONTROLLED or (kind == LayerKind.CONV and isinstance(module, nn.Conv1d)):
+        raise ValueError(
+            "module must be an nn.Conv2d, nn.Conv3d, svconv.tt.TTConv2d/TTConv3d or nn.Linear; "
+            f"got {type(module).__name__} (kind {kind})"
+        )
+    return kind
 
 
 def spatial_size(module: nn.Module, input_size: int | Sequence[int] | None) -> tuple[int, ...]:
     """The input's spatial size as a tuple (one int per spatial dimension of a conv; ``()`` for linear)."""
     if isinstance(module, nn.Linear):
         return ()
-    ndim = len(module.kernel_size)
     if input_size is None:
         raise ValueError(f"input_size is required for a {type(module).__name__} (its exact spectrum depends on it)")
-    size = (int(input_size),) * ndim if isinstance(input_size, int) else tuple(int(v) for v in input_size)
-    if len(size) != ndim or min(size) < 1:
-        raise ValueError(f"input_size must be a positive int or {ndim} positive ints; got {input_size!r}")
-    return size
+    return as_tuple(input_size, len(module.kernel_size), "input_size")
 
 
 def full_kernel(module: nn.Module) -> torch.Tensor:

@@ -19,26 +19,20 @@ from torch import nn
 
 from svconv.control.layer import check_plain
 from svconv.control.result import ControlResult
+from svconv.kinds import LayerKind, layer_kind
 from svconv.spectrum.conv_geometry import conv_geometry as _geometry
 from svconv.methods.registry import Registered
 from svconv.models.shapes import input_shapes
 
-CONV_TYPES = (nn.Conv2d, nn.Conv3d)
-BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-def tt_types() -> tuple[type, ...]:
-    """The TT conv classes of ``svconv.tt`` (controlled through their core)."""
-    from svconv.tt import TTConv2d, TTConv3d
-
-    return (TTConv2d, TTConv3d)
-
-
-def lipschitz_types() -> tuple[type, ...]:
-    """The parametrised 1-Lipschitz layers of ``svconv.layers`` (AOL, SOC, SOC-TT): never rescaled."""
-    from svconv.layers import SOC, SOCTT, AOLConv2d, AOLLinear
-
-    return (AOLConv2d, AOLLinear, SOC, SOCTT)
+#: ``svconv.kinds`` kind -> the ``Layer.kind`` a method sees; kinds absent here are not methods' layers.
+METHOD_KINDS = {
+    LayerKind.CONV: "conv",
+    LayerKind.TT: "tt",
+    LayerKind.LINEAR: "linear",
+    LayerKind.BN: "bn",
+    LayerKind.SOC: "lipschitz",
+    LayerKind.AOL: "lipschitz",
+}
 
 
 @dataclass
@@ -75,32 +69,27 @@ def find_layers(model: nn.Module, input_shape: Sequence[int]) -> list[Layer]:
     Children of TT and AOL/SOC layers are not listed on their own (the parent layer is). Layers that
     the forward pass on ``input_shape`` never reaches are skipped.
     """
-    tt, lip = tt_types(), lipschitz_types()
     shapes = input_shapes(model, input_shape)
+
+    def kind_of(m: nn.Module) -> str | None:
+        if isinstance(m, nn.Conv1d):  # the exact routines and the control functions are 2-D / 3-D
+            return None
+        return METHOD_KINDS.get(layer_kind(m))
+
     following_bn: dict[int, tuple[str, nn.Module]] = {}
     names = {id(m): n for n, m in model.named_modules()}
     for seq in model.modules():
         if isinstance(seq, nn.Sequential):
             kids = list(seq.children())
             for a, b in zip(kids, kids[1:]):
-                if isinstance(a, CONV_TYPES + tt) and isinstance(b, BN_TYPES):
+                if kind_of(a) in ("conv", "tt") and kind_of(b) == "bn":
                     following_bn[id(a)] = (names[id(b)], b)
     layers: list[Layer] = []
     skip: list[str] = []
     for name, m in model.named_modules():
         if any(name.startswith(p + ".") for p in skip) or name not in shapes:
             continue
-        kind = None
-        if isinstance(m, lip):
-            kind = "lipschitz"
-        elif isinstance(m, tt):
-            kind = "tt"
-        elif isinstance(m, CONV_TYPES):
-            kind = "conv"
-        elif isinstance(m, nn.Linear):
-            kind = "linear"
-        elif isinstance(m, BN_TYPES):
-            kind = "bn"
+        kind = kind_of(m)
         if kind is None:
             continue
         if kind in ("lipschitz", "tt"):
