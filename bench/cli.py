@@ -25,9 +25,8 @@ grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
   layer: method channels input_size kernel ndim stride padding rank rank_frac iters k clip_to seed
   model: scope=model arch method rank input_shape num_classes iters check clip_to seed
   both:  device dtype threads repeats warmup
-  layer methods: exact exact-numpy exact-torch gram power powerqr clip division fastclip aol
-  model methods: exact clip division fastclip gram (conv/TT nets: wrn-D-W vgg19 resnet18 small-cnn)
-                 soc (lipconvnet-N: one forward of every SOC / SOC-TT layer)
+  method=all: every registered method of the grid's scope; svconv bench --list names them (from the
+                 method registry, svconv.methods.registry)
   runner=clip-target (bench.clip_target): methods clip-to-target clip-pass division fastclip gram, plus
                  strategy solver guarantee tol max_passes (clip_to_target's; default: every strategy and solver)
 """
@@ -61,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for name, desc in list_suites().items():
             print(f"{name:12s} {desc}")
+        from bench.grid import LAYER_METHODS, MODEL_METHODS
+
+        for scope, methods in (("layer", LAYER_METHODS), ("model", MODEL_METHODS)):
+            print(f"\n{scope} methods (what each measures):")
+            for name, what in methods.items():
+                print(f"  {name:14s} {what}")
         return 0
     if bool(args.suite) == bool(args.grid):
         raise ValueError("give a SUITE or --grid KEY=VALUES ... (exactly one); see svconv bench --help")

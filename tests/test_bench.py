@@ -210,3 +210,17 @@ def test_cli_help_and_unknown_suite(capsys):
     assert "svconv bench: error" in err and all(name in err for name in SUITES)
     assert main(["bench"]) == 2 and "SUITE or --grid" in capsys.readouterr().err
     assert main(["bench", "quick", "--repeats", "0"]) == 2
+
+
+def test_cli_list_names_every_registered_method_of_each_scope(capsys):
+    from bench.grid import LAYER_METHODS, MODEL_METHODS
+    from svconv.methods.registry import entries
+
+    assert main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    layer_part, model_part = out.split("layer methods")[1].split("model methods")
+    for name, what in LAYER_METHODS.items():
+        assert f"  {name} " in layer_part and what in layer_part
+    for name in MODEL_METHODS:
+        assert f"  {name} " in model_part
+    assert "rescale" in LAYER_METHODS and set(LAYER_METHODS) <= set(entries())  # from the registry, not a hand list
