@@ -11,8 +11,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from svconv import kinds
 from svconv.kinds import LayerKind
+from svconv.kinds import layer_kind as declared_kind
 from svconv.spectrum._checks import as_tuple
 
 #: The kinds a control function edits; others (SOC, AOL, batch norm, parameter-free layers) are refused.
@@ -22,7 +22,7 @@ CONTROLLED = (LayerKind.CONV, LayerKind.TT, LayerKind.LINEAR)
 def layer_kind(module: nn.Module) -> LayerKind:
     """``conv`` (2-D / 3-D), ``tt`` or ``linear``, from :func:`svconv.kinds.layer_kind`; ValueError naming the
     allowed types otherwise (an AOL-parametrised conv is ``aol``: its weight is computed, not edited)."""
-    kind = kinds.layer_kind(module)
+    kind = declared_kind(module)
     if kind not in CONTROLLED or (kind == LayerKind.CONV and isinstance(module, nn.Conv1d)):
         raise ValueError(
             "module must be an nn.Conv2d, nn.Conv3d, svconv.tt.TTConv2d/TTConv3d or nn.Linear; "
