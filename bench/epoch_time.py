@@ -15,7 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
-WRN_METHODS = ("none", "clip", "division", "fastclip", "gram")
+
+
+def wrn_methods() -> tuple[str, ...]:
+    """``none`` and every registered method that controls a conv net's layers (``svconv.methods.registry``)."""
+    from svconv.methods.registry import entries
+
+    return ("none", *(name for name, cls in entries().items() if cls.bench_model == "control"))
 
 
 def cells(wrn: str, lipconvnet: str, rank: int | None, methods: tuple[str, ...]) -> list[dict]:
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrn", default="wrn-10-2", help="the small WRN (default: %(default)s)")
     parser.add_argument("--lipconvnet", default="lipconvnet-5", help="default: %(default)s")
     parser.add_argument("--rank", type=int, default=8, help="TT rank of the TT rows; 0: no TT rows (default: %(default)s)")
-    parser.add_argument("--methods", default=",".join(WRN_METHODS), help="WRN methods (default: %(default)s)")
+    parser.add_argument("--methods", default=",".join(wrn_methods()), help="WRN methods (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per cell; > 1 drops the first (default: %(default)s)")
     parser.add_argument("--n-train", type=int, default=None, help="training images (default: all of mnist5k)")
     parser.add_argument("--batch-size", type=int, default=128, help="default: %(default)s")
