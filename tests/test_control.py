@@ -135,3 +135,15 @@ def test_methods_keep_each_layers_result_and_carry_the_clip_level():
         res = method.results[layer.name]
         assert abs(res.sigma_after - 1.0) <= 0.02 and layer.state["level"] == res.level
         assert dense_norm(layer.module, layer.input_shape) == pytest.approx(res.sigma_after, rel=1e-8)
+
+
+@pytest.mark.parametrize("max_sv", [0.0, -1.0])
+def test_every_control_function_refuses_a_non_positive_target(max_sv):
+    from svconv.methods.rescale import spectral_rescale_
+
+    conv = nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular")
+    before = conv.weight.detach().clone()
+    for control in (clip_, divide_, fastclip_, gram_rescale_, spectral_rescale_):
+        with pytest.raises(ValueError, match="max_sv must be a positive number"):
+            control(conv, max_sv, (4, 4))
+    assert torch.equal(conv.weight, before)  # refused before anything was edited

@@ -10,6 +10,7 @@ from torch import nn
 
 from svconv.control.layer import check_plain, conv_grid, exact_norm, full_kernel, layer_kind, relative_change, spatial_size
 from svconv.control.result import ControlResult
+from svconv.spectrum._checks import check_positive
 
 
 @torch.no_grad()
@@ -40,8 +41,7 @@ def clip_(
     linear layers). Returns what was achieved; ``sigma_after`` is the periodic operator's norm (an
     upper bound of a zero-padded layer's own norm), measured afterwards for ``tol=0`` only with ``check``.
     """
-    if not max_sv > 0:
-        raise ValueError(f"max_sv must be a positive number; got {max_sv!r}")
+    max_sv = check_positive(max_sv, "max_sv")
     if not tol >= 0:
         raise ValueError(f"tol must be a number >= 0; got {tol!r}")
     kind = layer_kind(module)

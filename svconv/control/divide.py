@@ -9,6 +9,7 @@ from torch import nn
 
 from svconv.control.layer import controlled_part, exact_norm, full_kernel, relative_change, spatial_size
 from svconv.control.result import ControlResult
+from svconv.spectrum._checks import check_positive
 
 
 def layer_input_shape(module: nn.Module, input_size: int | Sequence[int] | None) -> tuple[int, ...]:
@@ -39,8 +40,7 @@ def divide_(
     """
     from svconv.spectrum import power_iteration
 
-    if not max_sv > 0:
-        raise ValueError(f"max_sv must be a positive number; got {max_sv!r}")
+    max_sv = check_positive(max_sv, "max_sv")
     state = {} if state is None else state
     before = full_kernel(module).clone()
     target, _ = controlled_part(module)

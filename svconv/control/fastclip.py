@@ -20,6 +20,7 @@ from torch import nn
 from svconv.control.divide import layer_input_shape
 from svconv.control.layer import exact_norm, full_kernel, layer_kind, relative_change
 from svconv.control.result import ControlResult
+from svconv.spectrum._checks import check_positive
 
 
 def top_singular_triple(
@@ -67,8 +68,7 @@ def fastclip_(
     """
     from svconv.layers import ConvBN
 
-    if not max_sv > 0:
-        raise ValueError(f"max_sv must be a positive number; got {max_sv!r}")
+    max_sv = check_positive(max_sv, "max_sv")
     state = {} if state is None else state
     kind = layer_kind(module)
     if kind == "tt":

@@ -9,6 +9,7 @@ from torch import nn
 
 from svconv.control.layer import check_plain, controlled_part, conv_grid, exact_norm, full_kernel, relative_change, spatial_size
 from svconv.control.result import ControlResult
+from svconv.spectrum._checks import check_positive
 
 GRAM_ITERS = 6
 
@@ -43,8 +44,7 @@ def gram_rescale_(
     TT layers: frames orthogonalised, then the core. The result's norm is at most ``max_sv`` for any
     padding mode (the bound is honest); ``sigma_after`` is None unless ``check`` (exact norm).
     """
-    if not max_sv > 0:
-        raise ValueError(f"max_sv must be a positive number; got {max_sv!r}")
+    max_sv = check_positive(max_sv, "max_sv")
     before = full_kernel(module).clone()
     target, _ = controlled_part(module)
     bound = gram_bound(target, input_size, n_iter)

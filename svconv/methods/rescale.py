@@ -32,6 +32,7 @@ from svconv.control import ControlResult
 from svconv.control.layer import controlled_part, conv_grid, exact_norm, full_kernel, layer_kind, relative_change, spatial_size
 from svconv.methods.base import Layer, SVMethod
 from svconv.methods.flops import prod as _prod
+from svconv.spectrum._checks import check_positive
 
 #: Gram iterations: each doubles the kernel's extent (3 -> 5 -> 9 -> 17); 2 keeps a 640-channel WRN layer in seconds
 RESCALE_ITERS = 2
@@ -90,8 +91,7 @@ def spectral_rescale_(
 ) -> ControlResult:
     """``W[i] <- W[i] min(1, max_sv / t_i)`` per output channel, in place: the layer's norm is then at most
     ``max_sv`` (TT layers: frames orthogonalised, then the core). ``passes``: 1 when a channel was scaled."""
-    if not max_sv > 0:
-        raise ValueError(f"max_sv must be a positive number; got {max_sv!r}")
+    max_sv = check_positive(max_sv, "max_sv")
     layer_kind(module)
     before = full_kernel(module).clone()
     target, pad_norm = _operator(module, input_size)
