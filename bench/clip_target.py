@@ -58,17 +58,16 @@ def _axis(value: Any) -> list[Any]:
 
 def _check_extras(extras: Mapping[str, list[Any]]) -> None:
     from svconv.spectrum import CLIP_SOLVERS, CLIP_STRATEGIES
+    from svconv.spectrum._checks import check_choice, check_count
 
     for key, allowed in (("strategy", CLIP_STRATEGIES), ("solver", CLIP_SOLVERS)):
         for v in extras[key]:
-            if v not in allowed:
-                raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {v!r}")
+            check_choice(v, allowed, key)
     for t in extras["tol"]:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1:
             raise ValueError(f"tol must be a number in (0, 1); got {t!r}")
     for n in extras["max_passes"]:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"max_passes must be an int >= 1; got {n!r}")
+        check_count(n, "max_passes")
 
 
 def expand_grid(grid: Mapping[str, Any], suite: str, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

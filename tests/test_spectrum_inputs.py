@@ -66,3 +66,10 @@ def test_integer_sizes_of_any_int_type_give_the_same_spectrum():
     ref = conv_singular_values(w, 8)
     for size in ((8, 8), [8, 8], np.int64(8), (np.int32(8), 8)):
         assert torch.equal(conv_singular_values(w, size), ref)
+
+
+def test_counts_refuse_bools():
+    from svconv.spectrum import power_iteration
+
+    with pytest.raises(ValueError, match="n_iter must be an int >= 1"):
+        power_iteration(torch.eye(3), (3,), n_iter=True)

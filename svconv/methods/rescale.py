@@ -32,7 +32,7 @@ from svconv.control import ControlResult
 from svconv.control.layer import controlled_part, conv_grid, exact_norm, full_kernel, layer_kind, relative_change, spatial_size
 from svconv.methods.base import Layer, SVMethod
 from svconv.methods.flops import prod as _prod
-from svconv.spectrum._checks import check_positive
+from svconv.spectrum._checks import check_count, check_positive
 
 #: Gram iterations: each doubles the kernel's extent (3 -> 5 -> 9 -> 17); 2 keeps a 640-channel WRN layer in seconds
 RESCALE_ITERS = 2
@@ -42,8 +42,7 @@ def rescaling_factors(weight: torch.Tensor, n_iter: int = RESCALE_ITERS) -> torc
     """``t`` ``(c_out,)``: Delattre et al. 2024's factor of each output channel of a kernel ``(c_out, c_in, k...)``
     (a linear layer's ``(out, in)`` matrix is a 1x1 kernel); ``max(t)`` bounds the spectral norm and
     ``weight / t[:, None, ...]`` is 1-Lipschitz. ``n_iter >= 1`` Gram iterations."""
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
-        raise ValueError(f"n_iter must be an int >= 1; got {n_iter!r}")
+    check_count(n_iter, "n_iter")
     if weight.dim() == 2:
         weight = weight[:, :, None, None]
     if weight.dim() not in (4, 5):

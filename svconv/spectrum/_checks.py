@@ -78,7 +78,8 @@ def check_positive(value: float, name: str) -> float:
 
 
 def check_count(value: int, name: str, minimum: int = 1) -> int:
-    if not isinstance(value, int) or value < minimum:
+    """An int (not a bool: ``True`` is no count) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
     return value
 
