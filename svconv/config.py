@@ -15,6 +15,8 @@ from typing import Any, Mapping
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("multistep", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
+#: Training losses (svconv.training.losses): cross-entropy, AOL's offset cross-entropy (Prach & Lampert 2022).
+LOSSES = ("ce", "aol-offset")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class TrialConfig:
     clip_tol: float = 0.01  # clip: relative tolerance around clip_to that each control step reaches
     power_iters: int = 1  # warm power iterations per control step (division, fastclip)
     lam: float = 0.0  # coefficient of the orthogonality loss of TT layers
+    loss: str = "ce"  # svconv.training.losses.LOSSES: ce, aol-offset (AOL's offset cross-entropy)
+    loss_offset: float | None = None  # aol-offset only; None: sqrt(2) (AOL's default)
+    loss_temperature: float | None = None  # aol-offset only; None: loss_offset / (4 sqrt(2)), AOL's rescaling
     seed: int = 0
     epochs: int = 1
     batch_size: int = 128
@@ -67,6 +72,9 @@ class TrialConfig:
         _check_rank_compresses(self.arch, self.rank)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("loss", self.loss, LOSSES)
+        if self.loss == "ce" and (self.loss_offset is not None or self.loss_temperature is not None):
+            raise ValueError("loss_offset and loss_temperature apply to loss aol-offset only; leave them unset (null) for loss ce")
         _choice("device", self.device, DEVICES)
         for name in ("clip_every", "clip_iters", "power_iters", "epochs", "batch_size"):
             _positive_int(name, getattr(self, name))
@@ -76,7 +84,9 @@ class TrialConfig:
         for name in ("aa_n", "emp_lip_n", "seed"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an int >= 0; got {getattr(self, name)!r}")
-        for name in ("clip_to", "lr"):
+        for name in ("clip_to", "lr", "loss_offset", "loss_temperature"):
+            if name.startswith("loss_") and getattr(self, name) is None:
+                continue
             if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number; got {getattr(self, name)!r}")
         if not _is_number(self.clip_tol) or not 0 <= self.clip_tol < 1:

@@ -29,6 +29,7 @@ from svconv.training.batches import DeviceBatches
 from svconv.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from svconv.training.evaluate import accuracy, final_metrics, predict
 from svconv.training.loop import DivergedError, DivergenceGuard, train_one_epoch
+from svconv.training.losses import make_loss, resolve_loss
 from svconv.training.optim import build_optimizer, build_scheduler, current_lr
 
 #: Characters of the traceback kept in a failed row's ``error``.
@@ -269,6 +270,7 @@ def _train_epoch(run: _Run, config: TrialConfig, epoch: int, progress: bool | No
         epoch=epoch,
         epochs=config.epochs,
         progress=progress,
+        loss_fn=make_loss(config.loss, config.loss_offset, config.loss_temperature),
     )
     run.scheduler.step()
     logits, labels = predict(run.model, run.test, run.device)
@@ -358,6 +360,8 @@ def _trials_row(
         "status": status,
         "error": error,
         **{name: getattr(config, name) for name, _ in CONFIG_FIELDS},
+        # the offset and temperature trained with, defaults resolved (null for ce)
+        **dict(zip(("loss_offset", "loss_temperature"), resolve_loss(config.loss, config.loss_offset, config.loss_temperature))),
         "config_json": canonical_json(config.to_dict()),
         **state.metrics,
         "compression": state.compression,

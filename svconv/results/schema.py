@@ -21,6 +21,9 @@ CONFIG_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("rank", pa.int64()),  # null: full (not TT-compressed)
     ("clip_to", pa.float64()),
     ("lam", pa.float64()),
+    ("loss", pa.string()),  # ce | aol-offset
+    ("loss_offset", pa.float64()),  # aol-offset: the margin offset trained with (defaults resolved); null for ce
+    ("loss_temperature", pa.float64()),  # aol-offset: the temperature trained with; null for ce
     ("seed", pa.int64()),
     ("epochs", pa.int64()),
     ("batch_size", pa.int64()),

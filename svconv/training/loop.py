@@ -1,4 +1,5 @@
-"""One training epoch: forward, cross-entropy + lam * orthogonality loss, backward, optimiser step,
+"""One training epoch: forward, the trial's loss (cross-entropy or AOL's offset cross-entropy,
+``svconv.training.losses``) + lam * orthogonality loss, backward, optimiser step,
 then the SV-control method's own step; mixed precision on CUDA; divergence detection; a progress bar.
 """
 
@@ -10,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+
+from svconv.training.losses import LossFn, make_loss
 
 #: The loss has exploded when it exceeds this many times the first loss of the trial.
 EXPLODE_FACTOR = 1e3
@@ -74,9 +76,9 @@ def check_before_control(model: nn.Module, pending_loss: torch.Tensor, guard: Di
 
 @dataclass
 class EpochStats:
-    """What one training pass measured. The loss is the mean cross-entropy per sample."""
+    """What one training pass measured. The loss is the mean training loss per sample (without the orthogonality term)."""
 
-    train_loss: float  # mean cross-entropy
+    train_loss: float  # mean of the trial's loss (cross-entropy unless given another)
     train_acc: float  # percent, on the augmented training batches, in train mode
     steps: int
     control_steps: int  # how many optimiser steps were followed by a control step
@@ -99,17 +101,20 @@ def train_one_epoch(
     epoch: int = 1,
     epochs: int = 1,
     progress: bool | None = None,
+    loss_fn: LossFn | None = None,
 ) -> tuple[EpochStats, int]:
     """Train ``model`` for one pass over ``loader``; returns the stats and the new global step count.
 
     ``method`` is an ``svconv.methods`` SVMethod: ``method.step(model, step)`` runs after every optimiser
     step (it decides itself whether this step is a control step) and ``method.control_time_s`` grows by
     the time it spends. ``scaler`` set (CUDA): forward and loss under float16 autocast. The loss is
-    ``cross_entropy + lam * orthogonality_loss(model)``; divergence raises ``DivergedError``, checked every
+    ``loss_fn(logits, labels) + lam * orthogonality_loss(model)`` (``loss_fn`` None: cross-entropy; see
+    ``svconv.training.losses.make_loss``); divergence raises ``DivergedError``, checked every
     ``CHECK_EVERY`` steps and before every control step (loss and weights), so that a method never runs
     its control step on diverged weights.
     """
     guard = guard if guard is not None else DivergenceGuard()
+    loss_fn = loss_fn if loss_fn is not None else make_loss("ce")
     controls, clip_every = has_control_step(method), int(getattr(method, "clip_every", 1))
     use_amp = scaler is not None and device.type == "cuda"
     model.train()
@@ -133,7 +138,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
             logits = model(x)
-            ce = F.cross_entropy(logits.float(), y)
+            ce = loss_fn(logits, y)  # float32: the losses upcast half-precision logits
         loss = ce
         if lam > 0 and orthogonality_loss is not None:
             loss = ce + lam * orthogonality_loss(model)  # float32, outside autocast
