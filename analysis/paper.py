@@ -1,7 +1,10 @@
-"""The numbers the source papers report (``reference/paper_results.csv``), renamed to our columns.
+"""The numbers the source papers report (``analysis/data/paper_results.csv``), renamed to our columns.
 
-Looked up in the shared folder beside the project (``../shared/reference``) when it exists, otherwise
-in the copy shipped with the package (``analysis/data``), so an installed package works on its own.
+The CSV is shipped with the package. It holds every numeric table of Senderovich et al. 2022 (Tab. 1
+LipConvNet with ± over runs, Tab. 2 WRN-16-10 on CIFAR-10, Tab. 3 the grid of the orthogonality-loss
+coefficient λ with the maximum empirical Lipschitz ratio "Lip.", Tab. 4 WRN-16-10 on CIFAR-100) and the
+AOL README's table (Prach & Lampert 2022). It is a superset of the shared reference copy
+(``../shared/reference/paper_results.csv``, never edited; a test checks that every one of its rows is here).
 """
 
 from __future__ import annotations
@@ -10,15 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 
-SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper_results.csv"
-PACKAGED_CSV = Path(__file__).resolve().parent / "data" / "paper_results.csv"
+PAPER_CSV = Path(__file__).resolve().parent / "data" / "paper_results.csv"
+#: The reference copy beside the project (read by the tests only: the packaged CSV must contain it).
+REFERENCE_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper_results.csv"
 
-#: paper CSV column -> our trials column (``provable_robust`` is certified accuracy at 36/255)
+#: paper CSV column -> our trials column (``provable_robust`` is certified accuracy at 36/255). A column
+#: ``<name>_std`` (the paper's ± over runs) becomes ``<ours>_std``, which the summary tables print as ± .
 RENAME = {
     "acc": "clean_acc",
     "autoattack": "autoattack_05",
     "cifar_c": "corruption_acc",
     "clip_speedup": "speedup",
+    "lipschitz": "emp_lip_max",  # Tab. 3 "Lip.": the maximum empirical Lipschitz ratio (App. C.1)
 }
 
 SOURCES = {
@@ -26,26 +32,38 @@ SOURCES = {
     "prach2022_aol": "Prach & Lampert 2022 (AOL README)",
 }
 
+#: Rows per table of each source, as printed in the paper (the tests hold the CSV to them).
+TABLE_ROWS = {
+    ("senderovich2022", "1"): 9,
+    ("senderovich2022", "2"): 16,
+    ("senderovich2022", "3"): 18,
+    ("senderovich2022", "4"): 16,
+    ("prach2022_aol", "readme"): 9,
+}
+
 
 def paper_csv_path() -> Path:
-    """The CSV to read: the shared reference if present, else the packaged copy."""
-    return SHARED_CSV if SHARED_CSV.is_file() else PACKAGED_CSV
+    """The CSV :func:`load_paper_results` reads by default (the packaged one)."""
+    return PAPER_CSV
 
 
 def load_paper_results(path: str | Path | None = None) -> pd.DataFrame:
     """Paper rows with our column names plus ``source_label`` ("Senderovich et al. 2022, table 2").
 
-    Columns: source, table, dataset, arch, method, clip_to, rank, clean_acc, autoattack_05,
-    corruption_acc, ece, cra_36, cra_72, cra_108, cra_255, speedup, compression (percent and ratios
-    as the papers print them). A missing file gives an empty frame with those columns.
+    Columns: source, table, dataset, arch, method, clip_to, rank, lam, clean_acc, autoattack_05,
+    corruption_acc, ece, cra_36, cra_72, cra_108, cra_255, speedup, compression, emp_lip_max, and
+    ``<metric>_std`` where the paper gives a spread (percent and ratios as the papers print them).
+    A missing file gives an empty frame with the key columns.
     """
     path = Path(path) if path is not None else paper_csv_path()
     if not path.is_file():
-        return pd.DataFrame(columns=["source", "table", "dataset", "arch", "method", "clip_to", "rank", "source_label"])
+        return pd.DataFrame(columns=["source", "table", "dataset", "arch", "method", "clip_to", "rank", "lam", "source_label"])
     df = pd.read_csv(path, dtype={"table": str})
-    df = df.rename(columns=RENAME)
-    if "provable_robust" in df.columns:
-        df["cra_36"] = df["cra_36"].combine_first(df.pop("provable_robust"))
+    df = df.rename(columns={**RENAME, **{f"{k}_std": f"{v}_std" for k, v in RENAME.items()}})
+    for col in ("provable_robust", "provable_robust_std"):
+        if col in df.columns:
+            ours = col.replace("provable_robust", "cra_36")
+            df[ours] = df[ours].combine_first(df.pop(col)) if ours in df.columns else df.pop(col)
     df["source_label"] = [
         f"{SOURCES.get(s, s)}, " + (f"table {t}" if str(t).isdigit() else str(t)) for s, t in zip(df["source"], df["table"])
     ]

@@ -19,7 +19,7 @@ class Metric:
     column: str  # column of the prepared trials frame
     label: str
     sense: str  # "max" | "min": which way is better
-    unit: str = "%"  # "%" (already percent), "share" (fraction shown as percent), "x" (ratio)
+    unit: str = "%"  # "%" (already percent), "share" (fraction shown as percent), "x" (ratio), "" (a number)
 
 
 METRICS: tuple[Metric, ...] = (
@@ -35,6 +35,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("control_share", "Control time share (%)", "min", "share"),
     Metric("compression", "Compression (×)", "max", "x"),
     Metric("speedup", "Clip speedup (×)", "max", "x"),
+    Metric("emp_lip_max", "Max. empirical Lipschitz ratio", "min", ""),
 )
 METRIC_BY_COLUMN = {m.column: m for m in METRICS}
 
@@ -140,11 +141,14 @@ class SummaryTable:
             if m.column in paper.columns:
                 paper[f"{m.column}_mean"] = pd.to_numeric(paper[m.column], errors="coerce")
         both = pd.concat([ours, paper], ignore_index=True)
-        # paper rows sort beside ours: same method family (soc-tt beside soc) and rank
+        # paper rows sort beside ours: same method family (soc-tt beside soc), rank, clip_to and λ (the λ grid
+        # of Senderovich et al. 2022 Tab. 3 beside our λ sweep); a value the paper leaves out sorts as ours
+        # where ours has one value there (division's target, the λ of a TT rank)
         both["_m"] = both["method"].astype(str).str.replace("-tt", "", regex=False)
         both["_r"] = pd.to_numeric(both["rank"], errors="coerce").fillna(-1)
-        both["_c"] = pd.to_numeric(both["clip_to"], errors="coerce").fillna(-1)
-        both = both.sort_values(["_m", "_r", "_c", "_paper"], kind="stable")
+        for col, key in (("clip_to", "_c"), ("lam", "_l")):
+            both[key] = _fill_from_ours(both, col)
+        both = both.sort_values(["_m", "_r", "_c", "_l", "_paper"], kind="stable")
         rows = pd.DataFrame(index=both.index)
         rows["source"] = [f"reported by the paper ({src})" if p else "this run" for p, src in zip(both["_paper"], both["_src"])]
         rows["method"] = both["method"].astype(str)
@@ -163,6 +167,16 @@ class SummaryTable:
             ]
         classes = ["paper" if p else "" for p in both["_paper"]]
         return rows.reset_index(drop=True), classes
+
+
+def _fill_from_ours(both: pd.DataFrame, col: str) -> pd.Series:
+    """``col`` as a sort key: numeric, a paper row's missing value taken from our rows of the same method
+    family and rank when they all share one value, else -1 (first)."""
+    values = pd.to_numeric(both[col], errors="coerce") if col in both else pd.Series(np.nan, index=both.index)
+    ours = both.assign(_v=values)[~both["_paper"].astype(bool) & values.notna()]
+    single = ours.groupby(["_m", "_r"])["_v"].agg(lambda v: v.iloc[0] if v.nunique() == 1 else np.nan)
+    fill = pd.Series([single.get((m, r), np.nan) for m, r in zip(both["_m"], both["_r"])], index=both.index)
+    return values.fillna(fill.where(both["_paper"].astype(bool))).fillna(-1)
 
 
 def summary_tables(trials: pd.DataFrame, paper: pd.DataFrame) -> list[SummaryTable]:
