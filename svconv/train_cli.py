@@ -58,7 +58,7 @@ FIELD_HELP: dict[str, str] = {
     "emp_lip_n": "test images for the empirical Lipschitz ratios; 0 skips them",
     "bn_concat": "fastclip: control each conv together with the batch norm after it",
     "fail_at_epoch": "testing: raise at the start of this epoch (the trial is recorded as failed)",
-    "data_root": "folder of the CIFAR / CIFAR-10-C files (never downloaded)",
+    "data_root": "folder of the CIFAR / CIFAR-10-C / CIFAR-100-C files (never downloaded)",
 }
 
 #: Trial columns printed in the summary, with their format.
@@ -74,7 +74,7 @@ SUMMARY = (
     ("autoattack_05", "AutoAttack L2 eps 0.5 (%)", "{:.2f}"),
     ("autoattack_36", "AutoAttack L2 eps 36/255 (%)", "{:.2f}"),
     ("emp_lip_max", "empirical Lipschitz max", "{:.4g}"),
-    ("corruption_acc", "CIFAR-10-C accuracy (%)", "{:.2f}"),
+    ("corruption_acc", "CIFAR-C accuracy (%)", "{:.2f}"),
     ("compression", "compression ratio", "{:.3g}"),
     ("final_train_loss", "final train loss", "{:.4f}"),
     ("epochs_done", "epochs done", "{}"),

