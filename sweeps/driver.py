@@ -4,22 +4,26 @@ Every trial writes its own Parquet rows (file id ``config.trial_id(sweep)``) und
 so a retried or re-run trial replaces its rows instead of adding new ones. Per-epoch checkpoints go
 through Tune (``tune.report(..., checkpoint=...)``): a trial retried after a failure, or resumed after
 the driver was interrupted, continues from its last finished epoch, on whichever node it lands.
-Where the state and the results live: see :mod:`sweeps.state`.
+Where the state and the results live: see :mod:`sweeps.state`. Early stopping: :mod:`sweeps.scheduler`;
+trackers: :mod:`sweeps.trackers`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from sweeps.lock import SweepLock
+from sweeps.scheduler import TIME_ATTR, SchedulerSpec, write_stopped_rows
 from sweeps.spec import SweepSpec
 from sweeps.state import SweepState
 from sweeps.status import SweepStatus, sweep_status
@@ -65,7 +69,9 @@ def sweep_trainable(params: dict[str, Any]) -> None:
 
         def report(metrics: dict[str, Any]) -> None:
             # run_trial saved the epoch's checkpoint in `work` before calling this (it keeps only the latest)
-            tune.report({**_scalars(metrics), "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(work))
+            # clean_acc: the epoch's test accuracy, under the name a scheduler's metric uses (sweeps.scheduler)
+            tune.report({**_scalars(metrics), "clean_acc": metrics["test_acc"], "node_id": node_id},
+                        checkpoint=tune.Checkpoint.from_directory(work))
 
         row = run_trial(
             config,
@@ -195,6 +201,9 @@ def _fit(
     """Run (``resume`` None) or resume (a ``tune.run`` resume mode) the sweep's Tune experiment."""
     import ray
 
+    from sweeps.trackers import tracker_callbacks
+
+    trackers = tracker_callbacks(state.trackers, state.name, state.results_dir)  # a missing package: before Ray starts
     # Tune warns on every per-epoch checkpoint of short trials; the progress bar says what matters.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started_ray = False
@@ -207,10 +216,11 @@ def _fit(
         if note:
             print(note, file=sys.stderr)
         retries = _Retries()
-        extra = [retries, *callbacks]
+        extra = [retries, *trackers, *callbacks]
         bar = [_Progress(state.name, len(state.trials))] if progress else []
         analysis = _tune_run(state, state.trials, state.tune_dir.name, resume, extra + bar)
-        unfinished = _unfinished(analysis)
+        stopped = _stopped_ids(state)
+        unfinished = _unfinished(analysis, stopped)
         if resume and not unfinished:
             lost = _rows_lost(state, analysis)
             if lost:
@@ -218,7 +228,7 @@ def _fit(
                       + ", ".join(t["label"] for t in lost), file=sys.stderr)
                 shutil.rmtree(state.root / RERUN_DIR, ignore_errors=True)
                 again = _tune_run(state, lost, RERUN_DIR, None, extra + ([_Progress(state.name, len(lost))] if progress else []))
-                unfinished = _unfinished(again)
+                unfinished = _unfinished(again, _stopped_ids(state))
     finally:
         if started_ray:
             ray.shutdown()
@@ -233,22 +243,39 @@ def _tune_run(state: SweepState, trials: list[dict[str, Any]], experiment: str, 
     pickled with it, and has no public way to be given this process's callbacks.
     """
     trainable = tune.with_resources(sweep_trainable, {"cpu": state.resources["cpus"], "gpu": state.resources["gpus"]})
-    return tune.run(
-        trainable,
-        name=experiment,
-        storage_path=str(state.root),
-        config={"trial": tune.grid_search(trials), "sweep": state.name, "results_dir": state.results_dir},
-        max_concurrent_trials=state.concurrency,
-        reuse_actors=state.reuse_workers,
-        trial_name_creator=trial_name,
-        trial_dirname_creator=trial_dirname,
-        max_failures=state.retries,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=callbacks,
-        verbose=0,
-        resume=resume or False,
-        raise_on_failed_trial=False,  # failures are in the rows and the status; the sweep goes on
-    )
+    scheduler = None
+    if state.scheduler:
+        scheduler = EarlyStopping(SchedulerSpec(**state.scheduler), state.name, state.results_dir,
+                                  {t["trial_id"]: t for t in state.trials})
+    # the loggers are the ones in `callbacks` (sweeps.trackers): Tune adds its TensorBoard logger otherwise
+    auto = os.environ.get(_AUTO_LOGGERS)
+    os.environ[_AUTO_LOGGERS] = "1"
+    try:
+        return tune.run(
+            trainable,
+            name=experiment,
+            storage_path=str(state.root),
+            config={"trial": tune.grid_search(trials), "sweep": state.name, "results_dir": state.results_dir},
+            max_concurrent_trials=state.concurrency,
+            reuse_actors=state.reuse_workers,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_dirname,
+            max_failures=state.retries,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=callbacks,
+            scheduler=scheduler,
+            verbose=0,
+            resume=resume or False,
+            raise_on_failed_trial=False,  # failures are in the rows and the status; the sweep goes on
+        )
+    finally:
+        if auto is None:
+            os.environ.pop(_AUTO_LOGGERS, None)
+        else:
+            os.environ[_AUTO_LOGGERS] = auto
+
+
+_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
 
 def _finished(trial: Any) -> bool:
@@ -256,9 +283,20 @@ def _finished(trial: Any) -> bool:
     return bool((trial.last_result or {}).get("final"))
 
 
-def _unfinished(analysis: Any) -> int:
-    """Trials that neither finished nor errored (the run was interrupted)."""
-    return sum(t.status != "ERROR" and not _finished(t) for t in analysis.trials)
+def _stopped_ids(state: SweepState) -> set[str]:
+    """Trials of the sweep that the scheduler stopped (their ``trials`` row says ``stopped``)."""
+    from svconv.results.store import read_table_checked
+
+    if not state.scheduler:
+        return set()
+    rows, _ = read_table_checked(state.results_dir, "trials")
+    return set(rows.loc[(rows["sweep"] == state.name) & (rows["status"] == "stopped"), "trial_id"])
+
+
+def _unfinished(analysis: Any, stopped: set[str]) -> int:
+    """Trials that neither finished, nor errored, nor were stopped by the scheduler (the run was interrupted)."""
+    return sum(t.status != "ERROR" and not _finished(t) and t.config["trial"]["trial_id"] not in stopped
+               for t in analysis.trials)
 
 
 def _rows_lost(state: SweepState, analysis: Any) -> list[dict[str, Any]]:
@@ -300,6 +338,40 @@ def check_resources(per_trial: dict[str, float], total: dict[str, float], n_tria
         f"note: each trial asks for {want}; the cluster has {have} now. The trials wait for the autoscaler "
         f"to add such nodes (pending demand: {n_trials} x {{{demand}}}); `ray status` on the head shows its progress"
     )
+
+
+class EarlyStopping(ASHAScheduler):
+    """Ray Tune's ASHA that records each trial it stops as a ``stopped`` trial of the sweep.
+
+    Args:
+        spec: the validated ``scheduler`` section.
+        sweep: the sweep's name; ``results_dir``: its Parquet tables.
+        trials: the sweep's trials by id (``{"trial_id", "label", "config"}``, as in ``sweep.json``).
+    """
+
+    def __init__(self, spec: SchedulerSpec, sweep: str, results_dir: str, trials: Mapping[str, Mapping[str, Any]]) -> None:
+        super().__init__(
+            time_attr=TIME_ATTR,
+            metric=spec.metric,
+            mode=spec.mode,
+            max_t=spec.max_t,
+            grace_period=spec.grace_period,
+            reduction_factor=spec.reduction_factor,
+            stop_last_trials=False,  # max_t sets the rungs; a trial's own epochs decide when it ends
+        )
+        self.spec, self.sweep, self.results_dir, self.trials = spec, sweep, results_dir, dict(trials)
+        self.stopped: list[str] = []  # trial ids stopped in this run, in order
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action != TrialScheduler.STOP:
+            return action
+        if result.get(TIME_ATTR, 0) >= result.get("epochs", math.inf):
+            return TrialScheduler.CONTINUE  # its last epoch: let it finish and be evaluated
+        tid = trial.config["trial"]["trial_id"]
+        write_stopped_rows(self.results_dir, self.sweep, self.trials[tid], trial.path, result, self.spec)
+        self.stopped.append(tid)
+        return action
 
 
 class _Retries(tune.Callback):
@@ -346,7 +418,9 @@ class _Progress(tune.Callback):
         result = trial.last_result or {}
         acc = result.get("clean_acc")
         extra = f"  clean_acc={acc:.2f}" if isinstance(acc, float) else ""
-        self._bar().write(f"[{result.get('status', 'done')}] {trial}{extra}")
+        # a trial that ends without its final report was stopped by the scheduler
+        status = result.get("status", "done") if _finished(trial) else f"stopped after epoch {result.get(TIME_ATTR)}"
+        self._bar().write(f"[{status}] {trial}{extra}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._bar().write(f"[retry] {trial}: failed; running it again from its last checkpoint")

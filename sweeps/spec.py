@@ -22,6 +22,11 @@ A spec names the sweep, fixes some trial options, grids over others and says how
     concurrency: 4                  # trials at once (default: as many as the resources allow)
     retries: 2                      # re-runs of a failed trial, from its last checkpoint
     reuse_workers: true             # keep Ray worker processes between trials (faster short trials)
+    scheduler: {type: asha, metric: clean_acc, mode: max, grace_period: 2}   # optional early stopping
+    trackers: [tensorboard, mlflow] # optional experiment trackers (see sweeps.trackers)
+
+``scheduler`` is checked by :func:`sweeps.scheduler.check_scheduler`, ``trackers`` by
+:func:`sweeps.trackers.check_trackers`.
 
 Everything is checked before anything runs: unknown keys and options, bad values (every expanded
 config goes through :meth:`TrialConfig.from_dict`), empty grids, rules that match nothing, duplicate
@@ -39,8 +44,11 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from svconv.config import TrialConfig
+from sweeps.scheduler import SchedulerOptionError, SchedulerSpec, check_scheduler
+from sweeps.trackers import TrackerOptionError, TrackerSpec, check_trackers
 
-SPEC_KEYS = ("name", "description", "fixed", "grid", "exclude", "only", "resources", "concurrency", "retries", "reuse_workers")
+SPEC_KEYS = ("name", "description", "fixed", "grid", "exclude", "only", "resources", "concurrency", "retries", "reuse_workers",
+             "scheduler", "trackers")
 RESOURCE_KEYS = ("cpus", "gpus")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NAME_RULE = "must be letters, digits, '_', '.' or '-', not starting with '.', '_' or '-' (a folder name)"
@@ -110,6 +118,8 @@ class SweepSpec:
     concurrency: int | None = None
     retries: int = 2
     reuse_workers: bool = True
+    scheduler: SchedulerSpec | None = None  # early stopping; None: every trial runs all its epochs
+    trackers: tuple[TrackerSpec, ...] = ()
 
     def grid_options(self) -> list[str]:
         """The options that vary between trials, in spec order."""
@@ -254,6 +264,8 @@ class _Parser:
                 raise self.error(top["reuse_workers"][1], f"reuse_workers must be true or false; got {reuse!r}")
 
         trials = self.expand(name, fixed, fixed_lines, axes, exclude, only, top["grid"][0])
+        scheduler = self.parse_scheduler(top["scheduler"][1], trials) if "scheduler" in top else None
+        trackers = self.parse_trackers(top["trackers"][1]) if "trackers" in top else ()
         return SweepSpec(
             name=name,
             source=self.source,
@@ -265,6 +277,8 @@ class _Parser:
             concurrency=concurrency,
             retries=retries,
             reuse_workers=reuse,
+            scheduler=scheduler,
+            trackers=trackers,
         )
 
     def parse_fixed(self, node: yaml.Node | None) -> tuple[dict[str, Any], dict[str, yaml.Node]]:
@@ -353,6 +367,24 @@ class _Parser:
                 raise self.error(v_node, f"resources gpus above 1 must be a whole number; got {v!r}")
             values[key] = float(v)
         return Resources(**values)
+
+    def parse_scheduler(self, node: yaml.Node, trials: list[Trial]) -> SchedulerSpec:
+        items = self.mapping(node, "scheduler")
+        values = {key: self.scalar(v_node, f"scheduler {key}") for key, _, v_node in items}
+        lines = {key: (k_node, v_node) for key, k_node, v_node in items}
+        try:
+            return check_scheduler(values, max(t.config.epochs for t in trials))
+        except SchedulerOptionError as exc:
+            key_node, value_node = lines.get(exc.key, (node, node))
+            raise self.error(key_node if "unknown" in str(exc) else value_node, str(exc)) from None
+
+    def parse_trackers(self, node: yaml.Node) -> tuple[TrackerSpec, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, "trackers must be a list, e.g. trackers: [tensorboard, mlflow]")
+        try:
+            return check_trackers([self.value(n) for n in node.value])
+        except TrackerOptionError as exc:
+            raise self.error(node.value[exc.index] if exc.index is not None else node, str(exc)) from None
 
     def parse_int(self, top: Mapping, key: str, default: Any, minimum: int, allow_null: bool = False) -> Any:
         if key not in top:

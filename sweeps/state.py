@@ -64,6 +64,8 @@ class SweepState:
     reuse_workers: bool
     trials: list[dict[str, Any]]  # {"trial_id", "label", "config"}
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    scheduler: dict[str, Any] | None = None  # SchedulerSpec.to_dict(); None: no early stopping
+    trackers: list[dict[str, Any]] = field(default_factory=list)  # TrackerSpec.to_dict() each
 
     @property
     def root(self) -> Path:
@@ -90,6 +92,8 @@ class SweepState:
             retries=spec.retries,
             reuse_workers=spec.reuse_workers,
             trials=list(iter_trial_dicts(spec)),
+            scheduler=spec.scheduler.to_dict() if spec.scheduler else None,
+            trackers=[t.to_dict() for t in spec.trackers],
         )
 
     def save(self) -> Path:

@@ -1,7 +1,7 @@
 """The status of a sweep, from its Parquet rows (and Tune's error files for trials that left none).
 
-Every expected trial (from ``sweep.json``) is ``ok``, ``diverged`` or ``failed`` once its ``trials``
-row exists; a trial without a row is ``unreadable`` if its ``trials`` file is damaged (zero-byte or
+Every expected trial (from ``sweep.json``) is ``ok``, ``diverged``, ``failed`` or ``stopped`` (by the
+spec's early-stopping scheduler, :mod:`sweeps.scheduler`) once its ``trials`` row exists; a trial without a row is ``unreadable`` if its ``trials`` file is damaged (zero-byte or
 truncated: ``sweep resume`` runs it again), ``failed`` if Ray Tune gave up on it (its ``error.txt``, e.g.
 a node lost more often than the retries allow) and ``unfinished`` otherwise (pending, running or
 interrupted).
@@ -17,7 +17,7 @@ from typing import Any
 
 from sweeps.state import SweepState
 
-STATUSES = ("ok", "diverged", "failed", "unfinished", "unreadable")
+STATUSES = ("ok", "diverged", "failed", "stopped", "unfinished", "unreadable")
 
 
 @dataclass
@@ -27,6 +27,7 @@ class TrialStatus:
     status: str  # one of STATUSES
     error: str | None = None
     start_time: Any = None  # pandas Timestamp (UTC) of the row, None without one
+    epochs_done: int | None = None  # epochs trained (a stopped trial: before it was stopped)
 
 
 @dataclass
@@ -43,7 +44,7 @@ class SweepStatus:
 
     @property
     def complete(self) -> bool:
-        """Every trial has ended (ok, diverged or failed) with readable rows."""
+        """Every trial has ended (ok, diverged, failed or stopped) with readable rows."""
         return self.counts["unfinished"] == 0 and self.counts["unreadable"] == 0
 
     @property
@@ -66,7 +67,9 @@ def sweep_status(name: str, storage: str | os.PathLike | None = None) -> SweepSt
     for tid, t in expected.items():
         row = by_id.get(tid)
         if row is not None:
-            out.append(TrialStatus(tid, t["label"], row.status, _none(row.error), _none(row.start_time)))
+            done = _none(row.epochs_done)
+            out.append(TrialStatus(tid, t["label"], row.status, _none(row.error), _none(row.start_time),
+                                   None if done is None else int(done)))
             continue
         if tid in unreadable:
             out.append(TrialStatus(tid, t["label"], "unreadable", unreadable[tid]))
@@ -104,6 +107,11 @@ def format_status(status: SweepStatus, full_errors: bool = False) -> str:
         for t in status.failures:
             lines.append(f"  {t.trial_id}  {t.label}")
             lines.extend("    " + line for line in _error_lines(t.error, full_errors))
+    stopped = [t for t in status.trials if t.status == "stopped"]
+    if stopped:
+        lines.append(f"stopped early by the scheduler ({len(stopped)}): "
+                     + ", ".join(f"{t.label} (after {t.epochs_done} epochs)" for t in stopped[:10])
+                     + (" ..." if len(stopped) > 10 else ""))
     unreadable = [t for t in status.trials if t.status == "unreadable"]
     if unreadable:
         lines.append(f"unreadable ({len(unreadable)}: damaged trials files; `svconv sweep resume` runs them again):")
@@ -123,6 +131,6 @@ def status_rows(status: SweepStatus) -> list[dict[str, Any]]:
     """One dict per trial (for ``--json``)."""
     return [
         {"trial_id": t.trial_id, "label": t.label, "status": t.status, "error": t.error,
-         "start_time": None if t.start_time is None else str(t.start_time)}
+         "start_time": None if t.start_time is None else str(t.start_time), "epochs_done": t.epochs_done}
         for t in status.trials
     ]

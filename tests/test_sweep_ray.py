@@ -123,7 +123,7 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_sweep_goes_on(mixed_swee
     assert "TrialFailure" in row["error"] and "fail_at_epoch=1" in row["error"]
     assert outcome.retried == 1  # retries: 1, so Tune ran it a second time; it failed again
     status = outcome.status
-    assert status.counts == {"ok": 8, "diverged": 0, "failed": 1, "unfinished": 0, "unreadable": 0}
+    assert status.counts == {"ok": 8, "diverged": 0, "failed": 1, "stopped": 0, "unfinished": 0, "unreadable": 0}
     assert [t.trial_id for t in status.failures] == [bad.trial_id]
     assert not outcome.ok
 

@@ -49,10 +49,13 @@ TRIALS = pa.schema(
     [
         pa.field("trial_id", pa.string()),
         pa.field("sweep", pa.string()),
-        pa.field("status", pa.string()),  # ok | diverged | failed
+        pa.field("status", pa.string()),  # ok | diverged | failed | stopped (by a sweep's early-stopping scheduler)
         pa.field("error", pa.string()),
         *[pa.field(name, typ) for name, typ in CONFIG_FIELDS],
         pa.field("config_json", pa.string()),
+        # the family's input convention, which decides what the certificate multiplies (svconv.models.preprocessing):
+        # standardize (per-channel mean/std) | center-scale (one std, SOC's code) | none (inputs in [0, 1], AOL's code)
+        pa.field("preprocessing", pa.string()),
         # metrics, accuracies and ECE in percent
         pa.field("clean_acc", pa.float64()),
         pa.field("ece", pa.float64()),
