@@ -33,7 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default=None, metavar="DIR",
                    help="results folder (Parquet tables); default <storage>/<name>/results")
     p.add_argument("--storage", default=None, metavar="DIR", help=STORAGE_HELP)
-    p.add_argument("--dry-run", action="store_true", help="print the expanded trial list and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the expanded trial list and the sweep's estimated cost, and exit")
+    p.add_argument("--timings", action="append", default=None, metavar="DIR",
+                   help="with --dry-run: a results folder of bench/epoch_time.py rows to estimate the cost from "
+                        "(repeatable; default: bench_results/epoch_time)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("submit", help="submit a sweep as a Ray Job to a running cluster",
@@ -77,7 +81,11 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = parse_spec(sys.stdin.read(), source="<stdin>") if args.spec == "-" else load_spec(args.spec)
     if args.dry_run:
+        from sweeps.cost import DEFAULT_TIMINGS, estimate_cost, format_cost, read_measurements
+
+        folders = args.timings or [str(DEFAULT_TIMINGS)]
         print(format_trials(spec))
+        print(format_cost(estimate_cost(spec, read_measurements(folders), folders)))
         return 0
     from sweeps.driver import run_sweep
     from sweeps.state import SweepState
