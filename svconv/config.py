@@ -147,8 +147,8 @@ def _check_rank_compresses(arch: str, rank: int | None) -> None:
     limit = tt_rank_limit(arch)
     if limit is not None and rank >= limit:
         raise ValueError(
-            f"rank must be below {limit} for arch {arch!r}; got {rank}: ranks are clamped to each layer's channel "
-            f"counts and its widest compressible layer has {limit} channels, so every layer would stay dense "
+            f"rank must be below {limit} for arch {arch!r}; got {rank}: a layer stays dense where its TT form "
+            f"would not have fewer weights, and from rank {limit} on that is every layer "
             "(use rank none for the dense model)"
         )
 

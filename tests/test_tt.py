@@ -194,7 +194,7 @@ def test_to_tt_replaces_convs_and_reports():
     assert report.replaced == ["2.0"]
     assert report.kept == ["0", "3", "4"]
     reasons = {e.name: e.reason for e in report.entries}
-    assert "skip_first" in reasons["0"] and "groups" in reasons["3"] and "reach both" in reasons["4"]
+    assert "skip_first" in reasons["0"] and "groups" in reasons["3"] and "not smaller" in reasons["4"]
     assert type(model[0]) is nn.Conv2d and isinstance(model[2][0], TTConv2d) and model[2][0].ranks == (4, 4)
     entry = report.entries[1]
     assert entry.params == 8 * 4 + 4 * 4 * 9 + 4 * 8 and entry.compression == pytest.approx(8 * 8 * 9 / entry.params)
@@ -206,12 +206,12 @@ def test_to_tt_replaces_convs_and_reports():
     assert before.shape == (2, 4, 4, 4)
 
     # A conv whose kernel has channel ranks (3, 3) is reproduced exactly at rank 3; the first conv is
-    # considered when skip_first=False, and kept because rank (5, 6) reaches both of its channel counts.
+    # considered when skip_first=False, and kept because at ranks capped to (3, 5) its TT form is larger.
     lowrank = TTConv2d(6, 6, 3, 3, padding=1, dtype=F64).to_conv()
     full = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), lowrank).double()
     y = full(x).detach()
-    rep = to_tt(full, (5, 6), skip_first=False)
-    assert rep.kept == ["0"] and "reach both" in rep.entries[0].reason and rep.replaced == ["1"]
+    rep = to_tt(full, (5, 5), skip_first=False)
+    assert rep.kept == ["0"] and "not smaller" in rep.entries[0].reason and rep.replaced == ["1"]
     assert to_tt(full, 3).replaced == [] and isinstance(full[1], TTConv2d)
     full2 = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), TTConv2d(6, 6, 3, 3, padding=1, dtype=F64).to_conv()).double()
     y2 = full2(x).detach()

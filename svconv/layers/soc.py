@@ -307,15 +307,26 @@ class SOC(nn.Module):
 
 
 class SOCTT(nn.Module, TTFrames):
-    """SOC-TT: 1x1 conv ``U`` (channels -> rank), a :class:`SOC` core on ``rank`` channels, 1x1 conv ``V``
-    (rank -> channels, the bias). Orthonormal frames make the nonzero singular values those of the SOC core
-    (all 1 up to the truncation); training keeps them near orthonormal through ``svconv.tt.orthogonality_loss``.
+    """SOC-TT (Senderovich et al. 2022, Sec. 5.1, laid out as their code does): 1x1 conv ``U`` (channels -> r1),
+    then for ``stride`` s > 1 the invertible downsampling (r1 -> r1 s^2 channels, the size divided by s), zero
+    channels up to ``m = max(r1 s^2, r2)``, a :class:`SOC` core on m channels, its first r2 channels, and 1x1
+    conv ``V`` (r2 -> out_channels, the bias); ``r1 = min(rank, channels)``, ``r2 = min(rank, out_channels)``.
+    So it is LipConvNet's strided SOC layer (downsampling, channel padding, SOC, first channels) with a
+    rank-r bottleneck before and after; with stride 1 and ``out_channels == channels``, ``U -> SOC(r) -> V``.
+
+    Every step between the frames has norm <= 1 (the SOC up to its Taylor truncation), so orthonormal frames
+    (``U U^T = I``, ``V^T V = I``, kept near by ``svconv.tt.orthogonality_loss``) make the layer 1-Lipschitz;
+    in the square stride-1 case its nonzero singular values are the core's.
 
     Args:
-        channels: input and output channels.
-        rank: the core's channels, clamped to ``channels``.
+        channels: input channels.
+        rank: the bottleneck rank r (an int >= 1), capped to the channel counts as above.
         kernel_size, train_terms, eval_terms, padding_mode, max_norm: as :class:`SOC`.
         bias: bias of ``V``.
+        out_channels: output channels (default ``channels``).
+        stride: the downsampling factor before the core (>= 1; spatial sizes must be divisible by it).
+
+    Input ``(batch, channels, h, w)``, output ``(batch, out_channels, h / stride, w / stride)``.
     """
 
     layer_kind = LayerKind.SOC
@@ -332,36 +343,49 @@ class SOCTT(nn.Module, TTFrames):
         max_norm: float = 1.0,
         device=None,
         dtype=None,
+        out_channels: int | None = None,
+        stride: int = 1,
     ):
         super().__init__()
         check_channels(channels, "channels")
+        out_channels = channels if out_channels is None else check_channels(out_channels, "out_channels")
         if isinstance(rank, bool) or not isinstance(rank, int):
             raise ValueError(f"rank must be a positive int; got {rank!r}")
-        r, _ = parse_ranks(rank, channels, channels)
+        r1, r2 = parse_ranks(rank, channels, out_channels)
         kw = dict(device=device, dtype=dtype)
-        self.channels = channels
-        self.U = nn.Conv2d(channels, r, 1, bias=False, **kw)
-        self.core = SOC(r, kernel_size, train_terms, eval_terms, bias=False, padding_mode=padding_mode, max_norm=max_norm, **kw)
-        self.V = nn.Conv2d(r, channels, 1, bias=bias, **kw)
-        with torch.no_grad():  # V = U^T: at init the layer is the core on the subspace spanned by U's rows
-            nn.init.orthogonal_(self.U.weight.view(r, channels))
-            self.V.weight.copy_(self.U.weight.view(r, channels).T.reshape(self.V.weight.shape))
+        self.channels, self.out_channels, self.stride = channels, out_channels, _check_int(stride, "stride", 1)
+        self.kernel_size = kernel_size
+        self.U = nn.Conv2d(channels, r1, 1, bias=False, **kw)
+        m = max(r1 * stride**2, r2)
+        self.core = SOC(m, kernel_size, train_terms, eval_terms, bias=False, padding_mode=padding_mode, max_norm=max_norm, **kw)
+        self.V = nn.Conv2d(r2, out_channels, 1, bias=bias, **kw)
+        with torch.no_grad():
+            nn.init.orthogonal_(self.U.weight.view(r1, channels))
+            if stride == 1 and out_channels == channels:  # V = U^T: at init the core on the subspace of U's rows
+                self.V.weight.copy_(self.U.weight.view(r1, channels).T.reshape(self.V.weight.shape))
+            else:
+                nn.init.orthogonal_(self.V.weight.view(out_channels, r2))
             if self.V.bias is not None:
                 self.V.bias.zero_()
 
-    @property
-    def rank(self) -> int:
-        return self.core.channels
-
     def extra_repr(self) -> str:
-        return f"{self.channels}, rank={self.rank}"
+        shape = "" if (self.out_channels, self.stride) == (self.channels, 1) else f", out_channels={self.out_channels}, stride={self.stride}"
+        return f"{self.channels}, ranks={self.ranks}{shape}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.V(self.core(self.U(x)))
+        s = self.stride
+        if x.dim() != 4 or x.shape[1] != self.channels or x.shape[2] % s or x.shape[3] % s:
+            raise ValueError(f"SOCTT expects input (batch, {self.channels}, h, w) with h, w divisible by {s}; got {tuple(x.shape)}")
+        z = self.U(x)
+        if s > 1:  # the invertible downsampling (PixelUnshuffle's channel order, as InvertibleDownsampling)
+            z = F.pixel_unshuffle(z, s)
+        extra = self.core.channels - z.shape[1]
+        z = self.core(F.pad(z, (0, 0, 0, 0, 0, extra)) if extra else z)
+        return self.V(z[:, : self.V.in_channels])
 
     def dense_params(self) -> int:
-        """Weights of the full SOC on ``channels`` this layer stands for."""
-        return self.channels * self.channels * self.core.kernel_size**2
+        """Weights of the full SOC this layer stands for: ``max(channels s^2, out_channels)^2 k^2``."""
+        return max(self.channels * self.stride**2, self.out_channels) ** 2 * self.core.kernel_size**2
 
     @torch.no_grad()
     def project_frames_(self) -> "SOCTT":
@@ -379,9 +403,11 @@ class SOCTT(nn.Module, TTFrames):
         return self
 
     def lipschitz_bound(self, input_shape: Sequence[int]) -> float:
-        """``||V||_2 · SOC bound · ||U||_2`` for inputs ``(channels, h, w)`` (the SOC bound alone for orthonormal frames)."""
+        """``||V||_2 · SOC bound · ||U||_2`` for inputs ``(channels, h, w)`` (the SOC bound alone for orthonormal
+        frames; downsampling, zero channels and dropping channels have norm <= 1)."""
         shape = tuple(int(v) for v in input_shape)
-        if len(shape) != 3 or shape[0] != self.channels:
-            raise ValueError(f"input_shape must be ({self.channels}, h, w); got {shape}")
+        s = self.stride
+        if len(shape) != 3 or shape[0] != self.channels or shape[1] % s or shape[2] % s:
+            raise ValueError(f"input_shape must be ({self.channels}, h, w) with h, w divisible by {s}; got {shape}")
         nu, nv = self.frame_norms()
-        return nv * self.core.lipschitz_bound((self.rank, *shape[1:])) * nu
+        return nv * self.core.lipschitz_bound((self.core.channels, shape[1] // s, shape[2] // s)) * nu

@@ -197,23 +197,23 @@ def build_model(
 def tt_rank_limit(arch: str) -> int | None:
     """The smallest TT rank that compresses no layer of ``arch`` (None: ``arch`` has no TT form).
 
-    :func:`build_model` clamps a rank to each layer's channel counts and keeps a layer dense when the
-    clamped ranks reach them: a conv (the first excepted, as ``to_tt(skip_first=True)``) stays dense when
-    ``rank >= max(c_in, c_out)``, a LipConvNet SOC (the first and the classifier excepted) when ``rank >=
-    channels``. So the limit is the widest such layer. Found from the dense model built on the meta device
-    (no memory, no initialisation cost) for 3x32x32 inputs and 10 classes; the first layer, the only one
-    that sees the input channels, is never compressed.
+    :func:`build_model` keeps a layer dense where its TT form would not have fewer weights, and TT weights
+    grow with the rank: a conv (the first excepted, as ``to_tt(skip_first=True)``) compresses up to
+    ``svconv.tt.compressing_rank``, a LipConvNet layer up to ``svconv.models.lipconvnet.rank_limit``. Found
+    from the dense model built on the meta device (no memory, no initialisation cost) for 3x32x32 inputs
+    and 10 classes.
     """
     spec, entry = arch_entry(arch)
     if not entry.tt:
         return None
+    if spec.family == "lipconvnet":
+        from svconv.models.lipconvnet import rank_limit
+
+        return rank_limit(spec.depth)
+    from svconv.tt import compressing_rank
+
     with torch.device("meta"):
         net = entry.build(spec, 3, (32, 32), 10, None)
-    if spec.family == "lipconvnet":
-        from svconv.layers import SOC
-
-        widths = [m.channels for m in net.modules() if isinstance(m, SOC)][1:-1]
-    else:
-        convs = [m for m in net.modules() if type(m) in (nn.Conv2d, nn.Conv3d)][1:]
-        widths = [max(m.in_channels, m.out_channels) for m in convs if m.groups == 1]
-    return max(widths) if widths else None
+    convs = [m for m in net.modules() if type(m) in (nn.Conv2d, nn.Conv3d)][1:]
+    best = max([compressing_rank(m.in_channels, m.out_channels, m.weight[0, 0].numel()) for m in convs if m.groups == 1], default=0)
+    return best + 1 if best else None

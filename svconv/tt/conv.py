@@ -74,10 +74,6 @@ class _TTConvNd(nn.Module, TTFrames):
         return self.V.out_channels
 
     @property
-    def ranks(self) -> tuple[int, int]:
-        return self.core.in_channels, self.core.out_channels
-
-    @property
     def kernel_size(self) -> tuple[int, ...]:
         return self.core.kernel_size
 

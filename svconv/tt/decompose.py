@@ -2,26 +2,56 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
 from svconv.tt.conv import TTConv2d, TTConv3d
-from svconv.tt.frames import TTFrames, parse_ranks
+from svconv.tt.frames import TTFrames, parse_ranks, tt_weights
 
 CONV_TYPES = (nn.Conv2d, nn.Conv3d)
 
 
+def useful_ranks(rank: int | tuple[int, int], in_channels: int, out_channels: int, kernel_volume: int) -> tuple[int, int]:
+    """The ranks ``(r1, r2)`` a TT form of a ``(c_out, c_in, K)`` kernel gets for ``rank``: each capped at the
+    most it can use, so that a larger rank would only add weights.
+
+    ``r1`` is the rank of the input-channel unfolding ``(c_in, c_out K)`` and ``r2`` of the output-channel one
+    ``(c_out, c_in K)``, so ``r1 <= min(c_in, c_out K)`` and ``r2 <= min(c_out, c_in K)``; the core's own
+    unfoldings add ``r1 <= r2 K`` and ``r2 <= r1 K`` (a 1x1 kernel: ``r1 = r2 <= min(c_in, c_out)``).
+    """
+    r1, r2 = parse_ranks(rank, in_channels, out_channels)
+    k = kernel_volume
+    r1, r2 = min(r1, out_channels * k), min(r2, in_channels * k)
+    r1 = min(r1, r2 * k)
+    return r1, min(r2, r1 * k)  # one pass suffices: lowering r2 to r1 K keeps r1 <= r2 K
+
+
+def compressing_rank(in_channels: int, out_channels: int, kernel_volume: int) -> int:
+    """The largest int rank whose TT form (:func:`useful_ranks`) has fewer weights than the dense kernel; 0 if
+    none. The TT weights grow with the rank, so every rank above it keeps the layer dense in :func:`to_tt`."""
+    dense = in_channels * out_channels * kernel_volume
+    best = 0
+    for r in range(1, max(in_channels, out_channels) + 1):
+        if tt_weights(in_channels, out_channels, kernel_volume, *useful_ranks(r, in_channels, out_channels, kernel_volume)) >= dense:
+            break
+        best = r
+    return best
+
+
 def from_conv(conv: nn.Module, rank: int | tuple[int, int]) -> tuple[TTConv2d | TTConv3d, float]:
-    """Decompose an ``nn.Conv2d``/``nn.Conv3d`` into a TT layer by truncated HOSVD of its two channel unfoldings.
+    """Decompose an ``nn.Conv2d``/``nn.Conv3d`` into a TT layer by truncated HOSVD of its two channel unfoldings,
+    at the ranks :func:`useful_ranks` gives (whether or not that is smaller than the conv: :func:`to_tt` decides).
 
     ``U``: the top ``r1`` left singular vectors of the input-channel unfolding ``(c_in, c_out·K)``, as rows;
     ``V``: the top ``r2`` of the output-channel unfolding ``(c_out, c_in·K)``; core ``C = V^T ×_out W ×_in U^T``.
     Frames come out orthonormal. Stride, padding, dilation, padding mode, bias, device and dtype are kept.
 
     Returns:
-        ``(layer, error)``: ``error = ||W - W_tt||_F / ||W||_F`` (0 for a zero kernel), exact 0 up to rounding
+        ``(layer, error)``: ``error = ||W - W_tt||_F / ||W||_F`` (0 for a zero kernel, NaN on the meta
+        device, where only the shapes are built), exact 0 up to rounding
         at full rank; the HOSVD bound ``error^2 <= (sum of the discarded squared singular values of both
         unfoldings) / ||W||_F^2`` holds.
     """
@@ -30,10 +60,7 @@ def from_conv(conv: nn.Module, rank: int | tuple[int, int]) -> tuple[TTConv2d | 
     if conv.groups != 1:
         raise ValueError(f"conv must have groups=1 to be TT-decomposed; got groups={conv.groups}")
     c_out, c_in = conv.out_channels, conv.in_channels
-    r1, r2 = parse_ranks(rank, c_in, c_out)
-    # an unfolding has rank <= its shorter side (a 1x1 kernel: c_in for V's, c_out for U's): clamp to it
-    k_numel = conv.weight[0, 0].numel()
-    r1, r2 = min(r1, c_out * k_numel), min(r2, c_in * k_numel)
+    r1, r2 = useful_ranks(rank, c_in, c_out, conv.weight[0, 0].numel())
     W = conv.weight.detach()
     Wd = W.to(torch.float64)
     Wf = Wd.flatten(2)  # (c_out, c_in, K)
@@ -44,7 +71,10 @@ def from_conv(conv: nn.Module, rank: int | tuple[int, int]) -> tuple[TTConv2d | 
     C = torch.einsum("ob,oik,ai->bak", V, Wf, U)
     approx = torch.einsum("ob,bak,ai->oik", V, C, U)
     norm = Wf.norm()
-    error = float((Wf - approx).norm() / norm) if norm > 0 else 0.0
+    if Wf.is_meta:  # shapes only (weight counts, e.g. the compression of a model built on the meta device)
+        error = math.nan
+    else:
+        error = float((Wf - approx).norm() / norm) if norm > 0 else 0.0
     cls = TTConv2d if isinstance(conv, nn.Conv2d) else TTConv3d
     layer = cls(
         c_in, c_out, conv.kernel_size, (r1, r2), stride=conv.stride, padding=conv.padding,
@@ -97,7 +127,11 @@ def compression_ratio(layer_or_model: nn.Module) -> float:
 
 @dataclass
 class TTEntry:
-    """One conv considered by :func:`to_tt`. ``status``: ``replaced`` or ``kept`` (with ``reason``)."""
+    """One conv considered by :func:`to_tt`. ``status``: ``replaced`` or ``kept`` (with ``reason``).
+
+    ``requested``: the ranks asked for; ``ranks``: the ranks of the built TT layer (None when kept), below
+    ``requested`` when :func:`useful_ranks` capped them to the channel counts or unfolding ranks (``capped``).
+    """
 
     name: str
     status: str
@@ -110,6 +144,11 @@ class TTEntry:
     params: int
     compression: float
     error: float | None
+    requested: tuple[int, int] | None = None
+
+    @property
+    def capped(self) -> bool:
+        return self.ranks is not None and self.requested is not None and self.ranks != self.requested
 
 
 @dataclass
@@ -126,6 +165,11 @@ class TTReport:
     @property
     def kept(self) -> list[str]:
         return [e.name for e in self.entries if e.status == "kept"]
+
+    @property
+    def capped(self) -> dict[str, tuple[int, int]]:
+        """Replaced convs whose ranks were capped below the requested ones: name -> ranks built."""
+        return {e.name: e.ranks for e in self.entries if e.capped}
 
     @property
     def dense_params(self) -> int:
@@ -147,7 +191,7 @@ class TTReport:
         lines = [f"to_tt(rank={self.rank}): {len(self.replaced)} replaced, {len(self.kept)} kept, "
                  f"compression {self.compression:.2f}x ({self.dense_params} -> {self.params} conv weights)"]
         for e in self.entries:
-            ranks = "" if e.ranks is None else f" ranks={e.ranks}"
+            ranks = "" if e.ranks is None else f" ranks={e.ranks}" + (f" (capped from {e.requested})" if e.capped else "")
             what = f"error={e.error:.3g}" if e.status == "replaced" else e.reason
             lines.append(
                 f"  {e.name}: {e.status} {e.in_channels}->{e.out_channels} k={e.kernel_size}{ranks} "
@@ -157,12 +201,15 @@ class TTReport:
 
 
 def to_tt(model: nn.Module, rank: int | tuple[int, int], skip_first: bool = True) -> TTReport:
-    """Replace every ``nn.Conv2d``/``nn.Conv3d`` of ``model`` in place by its TT layer (:func:`from_conv`).
+    """Replace every ``nn.Conv2d``/``nn.Conv3d`` of ``model`` in place by its TT layer (:func:`from_conv`),
+    never adding weights.
 
-    Ranks are clamped to each conv's channel counts. Kept as plain convs: the first conv in module order
-    when ``skip_first`` (the stem, usually 3 input channels), convs with ``groups != 1``, and convs whose
-    clamped ranks reach both channel counts (no compression possible). Convs already inside a TT layer
-    are left alone, so calling it twice changes nothing the second time.
+    Ranks are capped per conv by :func:`useful_ranks` (channel counts and unfolding ranks; the report keeps
+    both the requested and the built ranks). Kept as plain convs: the first conv in module order when
+    ``skip_first`` (the stem, usually 3 input channels), convs with ``groups != 1``, and convs whose TT form
+    at the capped ranks has at least as many weights as the conv (e.g. a 160->320 1x1 conv at rank 192:
+    ranks (160, 160), 102,400 weights for 51,200). Convs already inside a TT layer are left alone, so
+    calling it twice changes nothing the second time.
 
     Returns:
         A :class:`TTReport` listing every conv considered, what became of it and the compression.
@@ -186,22 +233,25 @@ def to_tt(model: nn.Module, rank: int | tuple[int, int], skip_first: bool = True
         c_in, c_out = conv.in_channels, conv.out_channels
         k = tuple(conv.kernel_size)
         dense = int(conv.weight.numel())
-        r1, r2 = parse_ranks(rank, c_in, c_out)
+        requested = (rank, rank) if isinstance(rank, int) else tuple(rank)
+        kv = math.prod(k)
+        ranks = useful_ranks(rank, c_in, c_out, kv)
+        tt = tt_weights(c_in, c_out, kv, *ranks)
         reason = ""
         if skip_first and idx == 0:
             reason = "first conv (skip_first=True)"
         elif conv.groups != 1:
             reason = f"groups={conv.groups} (TT needs groups=1)"
-        elif r1 == c_in and r2 == c_out:
-            reason = f"ranks {(r1, r2)} reach both channel counts"
+        elif tt >= dense:
+            reason = f"TT form not smaller: {tt} weights at ranks {ranks} >= {dense}"
         if reason:
-            report.entries.append(TTEntry(name, "kept", reason, c_in, c_out, k, None, dense, dense, 1.0, None))
+            report.entries.append(TTEntry(name, "kept", reason, c_in, c_out, k, None, dense, dense, 1.0, None, requested))
             continue
-        layer, error = from_conv(conv, (r1, r2))
+        layer, error = from_conv(conv, rank)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, layer)
         params = layer.tt_params()
         report.entries.append(
-            TTEntry(name, "replaced", "", c_in, c_out, k, (r1, r2), dense, params, dense / params, error)
+            TTEntry(name, "replaced", "", c_in, c_out, k, layer.ranks, dense, params, dense / params, error, requested)
         )
     return report

@@ -23,6 +23,12 @@ def parse_ranks(rank: int | tuple[int, int], in_channels: int, out_channels: int
     return min(r1, in_channels), min(r2, out_channels)
 
 
+def tt_weights(in_channels: int, out_channels: int, kernel_volume: int, r1: int, r2: int) -> int:
+    """Kernel weights of a TT conv ``U (r1 x c_in) -> core (r2 x r1 x K) -> V (c_out x r2)``, biases excluded
+    (Senderovich et al. 2022: the compression ratio is ``c_out c_in K`` over this)."""
+    return in_channels * r1 + r1 * r2 * kernel_volume + r2 * out_channels
+
+
 def check_channels(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
@@ -66,6 +72,16 @@ class TTFrames:
                 float(torch.linalg.matrix_norm(U.double(), ord=2)),
                 float(torch.linalg.matrix_norm(V.double(), ord=2)),
             )
+
+    @property
+    def ranks(self) -> tuple[int, int]:
+        """``(r1, r2)`` as built: ``U``'s output channels and ``V``'s input channels."""
+        return int(self.U.weight.shape[0]), int(self.V.weight.shape[1])
+
+    @property
+    def rank(self) -> int:
+        """``max(r1, r2)``: the requested rank after capping to the layer (the ``rank`` of its ``layers`` row)."""
+        return max(self.ranks)
 
     def tt_params(self) -> int:
         """Weights of ``U``, ``core`` and ``V`` (biases excluded)."""
