@@ -360,7 +360,6 @@ class EarlyStopping(ASHAScheduler):
             stop_last_trials=False,  # max_t sets the rungs; a trial's own epochs decide when it ends
         )
         self.spec, self.sweep, self.results_dir, self.trials = spec, sweep, results_dir, dict(trials)
-        self.stopped: list[str] = []  # trial ids stopped in this run, in order
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
@@ -370,7 +369,6 @@ class EarlyStopping(ASHAScheduler):
             return TrialScheduler.CONTINUE  # its last epoch: let it finish and be evaluated
         tid = trial.config["trial"]["trial_id"]
         write_stopped_rows(self.results_dir, self.sweep, self.trials[tid], trial.path, result, self.spec)
-        self.stopped.append(tid)
         return action
 
 
