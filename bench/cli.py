@@ -9,7 +9,7 @@ DESCRIPTION = (
     "Time, peak memory, value and gap to the exact value of every method of computing or controlling the "
     "singular values of a conv layer (plain and TT) or of a whole model, over a suite or a grid; one Parquet "
     "row per configuration in RESULTS/bench/. Shipped suites: quick, seed-fig2, wrn16-10, estimators, scaling, "
-    "clip-to-target (--list describes them)."
+    "clip-to-target, soc-tt (--list describes them)."
 )
 
 EPILOG = """examples:
@@ -20,6 +20,7 @@ EPILOG = """examples:
   svconv bench estimators --device cuda --address auto      # one Ray task per config, a GPU each
   svconv bench clip-to-target --threads 2                    # time to land within 1% of the target
   svconv bench --grid runner=clip-target method=clip-to-target,division channels=64 input_size=16
+  svconv bench soc-tt --figures out/soc_tt.html              # SOC vs SOC-TT inference time over channels
 
 grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
   layer: method channels input_size kernel ndim stride padding rank rank_frac iters k clip_to seed
@@ -29,6 +30,8 @@ grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
                  method registry, svconv.methods.registry)
   runner=clip-target (bench.clip_target): methods clip-to-target clip-pass division fastclip gram, plus
                  strategy solver guarantee tol max_passes (clip_to_target's; default: every strategy and solver)
+  runner=soc-tt (bench.soc_tt): one SOC layer against SOC-TT ranks (Fig. 6 of Senderovich et al.): channels rank
+                 input_size kernel padding batch
 """
 
 

@@ -1,6 +1,7 @@
 """Plotly figures of bench rows, written as one self-contained HTML file (plotly.js embedded once).
 
 - speedup versus rank: measured ``tt_speedup`` beside the theoretical one, per layer shape / model;
+- speedup versus channels, per rank (the ``soc-tt`` runner: Senderovich et al. 2022, Fig. 6);
 - peak memory versus rank;
 - time versus channels and versus input size, per method (plain layers);
 - estimator gap versus time, per method (hover: the configuration).
@@ -41,6 +42,27 @@ def speedup_figure(df: pd.DataFrame):
             )
     fig.update_layout(title="TT speedup versus rank (measured: plain time / TT time; theory: (c/r)^3 or FLOP ratio)",
                       xaxis_title="rank", yaxis_title="speedup", yaxis_type="log")  # fmt: skip
+    return fig
+
+
+def speedup_channels_figure(df: pd.DataFrame):
+    """TT speedup versus channels, one line per method, rank and input size (Senderovich et al. 2022, Fig. 6
+    for the ``soc-tt`` runner); dotted: the FLOP ratio."""
+    import plotly.graph_objects as go
+
+    tt = df[(df["status"] == "ok") & (df["scope"] == "layer") & df["rank"].notna() & df["tt_speedup"].notna()].copy()
+    if tt.empty or tt.groupby(["method", "rank", "input_size"])["c_in"].nunique().max() < 2:
+        return None
+    fig = go.Figure()
+    for (method, rank, n), g in tt.groupby(["method", "rank", "input_size"], sort=True):
+        g = g.sort_values("c_in")
+        fig.add_trace(go.Scatter(x=g["c_in"], y=g["tt_speedup"], mode="lines+markers", name=f"{method} r={int(rank)} n{n}"))
+        if g["theory_speedup"].notna().any():
+            fig.add_trace(go.Scatter(x=g["c_in"], y=g["theory_speedup"], mode="lines", line={"dash": "dot"},
+                                     name=f"{method} r={int(rank)} n{n} theory"))  # fmt: skip
+    fig.add_hline(y=1, line={"color": "grey", "dash": "dot"})
+    fig.update_layout(title="TT speedup versus channels (plain time / TT time; dotted: FLOP ratio)",
+                      xaxis_title="channels", yaxis_title="speedup", xaxis_type="log", yaxis_type="log")  # fmt: skip
     return fig
 
 
@@ -120,6 +142,7 @@ def write_figures(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, path: str | 
         f
         for f in (
             speedup_figure(df),
+            speedup_channels_figure(df),
             memory_figure(df),
             scaling_figure(df, "c_in"),
             scaling_figure(df, "input_size"),

@@ -38,12 +38,16 @@ def run_configs(
 
 
 def run_one(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The row of one config, measured by its runner: ``bench.measure``, or ``bench.clip_target`` for
-    configs of the clip-to-target suite (they carry ``runner: clip-target``)."""
+    """The row of one config, measured by its runner: ``bench.measure``, or ``bench.clip_target`` /
+    ``bench.soc_tt`` for configs that carry ``runner: clip-target`` / ``runner: soc-tt``."""
     if cfg.get("runner") == "clip-target":
         from bench.clip_target import run_config as run_clip_target
 
         return run_clip_target(cfg)
+    if cfg.get("runner") == "soc-tt":
+        from bench.soc_tt import run_config as run_soc_tt
+
+        return run_soc_tt(cfg)
     return run_config(cfg)
 
 

@@ -9,7 +9,8 @@ A suite file::
       - {scope: model, arch: wrn-16-10, method: clip, rank: [null, 192]}
 
 See ``bench.grid`` for the keys of a grid. ``runner: clip-target`` (optional) measures the grids with
-``bench.clip_target`` (time to reach the target, per strategy and solver) instead of ``bench.measure``.
+``bench.clip_target`` (time to reach the target, per strategy and solver) instead of ``bench.measure``;
+``runner: soc-tt`` times one SOC layer against its SOC-TT versions (``bench.soc_tt``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from bench.grid import expand_all
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 #: ``runner`` of a suite file -> what measures its configs (``grid``: ``bench.measure``, the default).
-RUNNERS = ("grid", "clip-target")
+RUNNERS = ("grid", "clip-target", "soc-tt")
 
 
 @dataclass
@@ -51,6 +52,10 @@ def runner_configs(
         from bench import clip_target
 
         return clip_target.expand_all(grids, suite, overrides)
+    if runner == "soc-tt":
+        from bench import soc_tt
+
+        return soc_tt.expand_all(grids, suite, overrides)
     return expand_all(grids, suite, overrides)
 
 
