@@ -38,10 +38,15 @@ grid:
     ],
 )
 def test_a_bad_scheduler_is_refused_naming_the_key_and_the_allowed_values(scheduler, line, words):
+    assert_refused(BASE + f"scheduler: {scheduler}\n", f"s.yaml:{line}: scheduler", words)
+
+
+def assert_refused(text: str, start: str, words: list[str]) -> None:
+    """Parsing ``text`` (as ``s.yaml``) fails with a message that starts with ``start`` and holds ``words``."""
     with pytest.raises(SpecError) as info:
-        parse_spec(BASE + f"scheduler: {scheduler}\n", source="s.yaml")
+        parse_spec(text, source="s.yaml")
     msg = str(info.value)
-    assert msg.startswith(f"s.yaml:{line}: scheduler"), msg
+    assert msg.startswith(start), msg
     for w in words:
         assert w in msg, msg
 
