@@ -28,6 +28,8 @@ class TrialConfig:
     method: str = "none"  # a name of svconv.methods.METHODS (its registry; `svconv train --help` lists them)
     rank: int | None = None  # TT rank of the convs; None: full (no TT)
     clip_to: float = 1.0  # target spectral norm per layer
+    clip_to_linear: float | None = None  # division: target of linear layers (None: clip_to)
+    clip_to_bn: float | None = None  # division: target (Lipschitz constant) of batch norm (None: clip_to)
     clip_every: int = 1  # control step every this many optimiser steps
     clip_iters: int = 1  # projection steps (fastclip); plain clip passes when clip_tol is 0 (clip)
     clip_tol: float = 0.01  # clip: relative tolerance around clip_to that each control step reaches
@@ -61,12 +63,15 @@ class TrialConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and its allowed values."""
         from svconv.data import check_dataset
-        from svconv.methods import check_compatible, check_method
+        from svconv.methods import METHODS, check_compatible, check_method
+        from svconv.methods.base import check_kind_targets
         from svconv.models import check_arch
 
         check_field_types(self)
         check_arch(self.arch)
         check_method(self.method)
+        check_kind_targets(self.method, METHODS[self.method].kind_targets, clip_to_linear=self.clip_to_linear,
+                           clip_to_bn=self.clip_to_bn)  # fmt: skip
         check_dataset(self.dataset)
         check_compatible(self.method, self.arch, self.rank)
         _check_rank_compresses(self.arch, self.rank)

@@ -32,6 +32,8 @@ FIELD_HELP: dict[str, str] = {
     "method": "singular-value control, from the registry of svconv.methods: %(methods)s",
     "rank": "TT rank of the convs; none: full convs",
     "clip_to": "target spectral norm of every controlled layer",
+    "clip_to_linear": "division: target of the linear layers; none: --clip-to",
+    "clip_to_bn": "division: target Lipschitz constant of the batch norms; none: --clip-to",
     "clip_every": "run the control step every this many optimiser steps",
     "clip_iters": "projection steps per control step (fastclip); plain clip passes when --clip-tol is 0 (clip)",
     "clip_tol": "clip: each control step clips until the true norm is within this relative tolerance of "

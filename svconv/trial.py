@@ -207,6 +207,8 @@ def _set_up(config: TrialConfig, device: torch.device) -> _Run:
         power_iters=config.power_iters,
         bn_concat=config.bn_concat,
         clip_tol=config.clip_tol,
+        clip_to_linear=config.clip_to_linear,
+        clip_to_bn=config.clip_to_bn,
     )
     method.attach(model, input_shape)
     optimizer = build_optimizer(model, config.optimizer, config.lr, config.momentum, config.weight_decay)

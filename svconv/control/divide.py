@@ -1,4 +1,5 @@
-"""``divide_``: Gouk et al. 2021's division of one layer by its power-iteration norm, in place."""
+"""``divide_`` and ``divide_bn_``: Gouk et al. 2021's division of one layer by its norm (power iteration; batch
+norm: its exact constant), in place."""
 
 from __future__ import annotations
 
@@ -60,3 +61,26 @@ def divide_(
         target.weight.mul_(max_sv / sigma)
     after = exact_norm(module, input_size) if check else None
     return ControlResult(after, float(max_sv), n_iter, relative_change(before, module))
+
+
+@torch.no_grad()
+def divide_bn_(bn: nn.Module, max_lip: float) -> ControlResult:
+    """``gamma <- gamma / max(1, Lip / max_lip)`` for a batch norm, in place (Gouk et al. 2021's BN step).
+
+    ``Lip = max_i |gamma_i| / sqrt(running_var_i + eps)``, the exact Lipschitz constant of eval-mode batch
+    norm (``svconv.layers.bn_lipschitz``), so unlike conv and linear layers no estimate is involved: every
+    gamma is scaled by the same factor and the layer's constant becomes ``max_lip`` (up to rounding).
+    ``sigma_after``: that constant after the step; ``passes``: 1 when it divided, else 0; ``rel_change`` of gamma.
+    """
+    from svconv.layers import bn_lipschitz
+
+    max_lip = check_positive(max_lip, "max_lip")
+    lip = bn_lipschitz(bn)  # type and running-stat checks
+    if bn.weight is None:
+        raise ValueError("bn must have affine parameters (affine=True) to be divided: its gamma is what moves")
+    before = bn.weight.detach().clone()
+    divided = lip > max_lip
+    if divided:
+        bn.weight.div_(lip / max_lip)
+    change = float((bn.weight - before).norm() / before.norm().clamp_min(torch.finfo(before.dtype).tiny))
+    return ControlResult(bn_lipschitz(bn), float(max_lip), int(divided), change)

@@ -61,12 +61,14 @@ def get_method(
     power_iters: int = 1,
     bn_concat: bool = False,
     clip_tol: float = 0.01,
+    clip_to_linear: float | None = None,
+    clip_to_bn: float | None = None,
 ) -> SVMethod:
     """A fresh method object; call ``attach(model, input_shape)`` on it before training."""
     check_method(name)
     return METHODS[name](
         clip_to=clip_to, clip_every=clip_every, clip_iters=clip_iters, power_iters=power_iters, bn_concat=bn_concat,
-        clip_tol=clip_tol,
+        clip_tol=clip_tol, clip_to_linear=clip_to_linear, clip_to_bn=clip_to_bn,
     )
 
 

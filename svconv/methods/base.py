@@ -125,6 +125,29 @@ def check_plain_conv(layer: Layer, method: str) -> None:
         check_plain(layer.module.core, layer.name + ".core", method)
 
 
+#: option giving one layer kind its own target -> that kind (``TrialConfig`` fields and ``SVMethod`` arguments)
+KIND_TARGET_OPTIONS = {"clip_to_linear": "linear", "clip_to_bn": "bn"}
+
+
+def check_kind_targets(method: str, kind_targets: Sequence[str], **targets: float | None) -> None:
+    """ValueError naming the option when a per-kind target (``clip_to_linear``, ``clip_to_bn``) is neither None
+    nor a positive number, or is set for a method that gives that kind no target of its own."""
+    for option, value in targets.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{option} must be None (same as clip_to) or a positive number; got {value!r}")
+        kind = KIND_TARGET_OPTIONS[option]
+        if kind not in kind_targets:
+            from svconv.methods.registry import training_methods
+
+            users = [n for n, c in training_methods().items() if kind in getattr(c, "kind_targets", ())]
+            raise ValueError(
+                f"{option} applies to method(s) {', '.join(users)} (their own target for {kind} layers); "
+                f"method {method!r} uses clip_to for every layer: leave {option} unset (None)"
+            )
+
+
 class SVMethod(Registered):
     """Base class of every SV-control method (see the module docstring for the protocol).
 
@@ -141,7 +164,12 @@ class SVMethod(Registered):
         bn_concat: FastClip only: control each conv together with the batch norm that follows it.
         clip_tol: clip only: relative tolerance around ``clip_to`` that a control step reaches
             (``svconv.spectrum.clip_to_target``); 0: ``clip_iters`` plain passes instead.
+        clip_to_linear, clip_to_bn: the targets of linear and batch-norm layers (None: ``clip_to``), for the
+            methods whose ``kind_targets`` name those kinds (division, as Gouk et al. 2021); see :meth:`target_for`.
     """
+
+    #: layer kinds to which this method gives their own target (``clip_to_linear``, ``clip_to_bn``)
+    kind_targets: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -151,9 +179,12 @@ class SVMethod(Registered):
         power_iters: int = 1,
         bn_concat: bool = False,
         clip_tol: float = 0.01,
+        clip_to_linear: float | None = None,
+        clip_to_bn: float | None = None,
     ):
         if isinstance(clip_to, bool) or not isinstance(clip_to, (int, float)) or not clip_to > 0:
             raise ValueError(f"clip_to must be a positive number; got {clip_to!r}")
+        check_kind_targets(self.name, self.kind_targets, clip_to_linear=clip_to_linear, clip_to_bn=clip_to_bn)
         if isinstance(clip_tol, bool) or not isinstance(clip_tol, (int, float)) or not 0 <= clip_tol < 1:
             raise ValueError(f"clip_tol must be a number in [0, 1); got {clip_tol!r}")
         for key, val in (("clip_every", clip_every), ("clip_iters", clip_iters), ("power_iters", power_iters)):
@@ -165,6 +196,8 @@ class SVMethod(Registered):
         self.power_iters = power_iters
         self.bn_concat = bool(bn_concat)
         self.clip_tol = float(clip_tol)
+        self.clip_to_linear = self.clip_to if clip_to_linear is None else float(clip_to_linear)
+        self.clip_to_bn = self.clip_to if clip_to_bn is None else float(clip_to_bn)
         #: what the last control step achieved, per layer name (methods built on ``svconv.control``)
         self.results: dict[str, ControlResult] = {}
         self.control_time_s = 0.0
@@ -179,6 +212,11 @@ class SVMethod(Registered):
             f"clip_iters={self.clip_iters}, power_iters={self.power_iters}, bn_concat={self.bn_concat}, "
             f"clip_tol={self.clip_tol})"
         )
+
+    def target_for(self, kind: str) -> float:
+        """The target of a layer of ``kind`` (a ``Layer.kind``): ``clip_to_linear`` for linear layers and
+        ``clip_to_bn`` for batch norm (each ``clip_to`` unless given), ``clip_to`` for every other kind."""
+        return {"linear": self.clip_to_linear, "bn": self.clip_to_bn}.get(kind, self.clip_to)
 
     # -- protocol -------------------------------------------------------------------------------
     def attach(self, model: nn.Module, input_shape: Sequence[int]) -> list[Layer]:

@@ -2,22 +2,25 @@
 
 A control step runs ``svconv.control.divide_`` on every conv, TT and linear layer (``power_iters``
 steps from the vector kept since the previous step, on the layer itself: its real stride, padding
-mode, dilation, groups; TT layers: frames orthogonalised, then the core). Batch norm:
-``Lip(BN) = max_i |gamma_i| / sqrt(var_i + eps)`` and ``gamma <- gamma / max(1, Lip / c)``.
+mode, dilation, groups; TT layers: frames orthogonalised, then the core) and ``divide_bn_`` on every
+batch norm (``Lip(BN) = max_i |gamma_i| / sqrt(var_i + eps)``, exact; ``gamma <- gamma / max(1, Lip / c)``).
+Each kind has its own target, as in Gouk et al.'s setup: ``clip_to`` for conv and TT layers,
+``clip_to_linear`` for linear layers and ``clip_to_bn`` for batch norm (both ``clip_to`` unless given).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from svconv.control import divide_
-from svconv.layers import bn_lipschitz, bn_scale_shift
+from svconv.control.divide import divide_, divide_bn_
+from svconv.layers import bn_lipschitz
 from svconv.methods import flops as F
 from svconv.methods.base import Layer, SVMethod, _eval_mode
 
 
 class Division(SVMethod):
-    """Divide each conv/TT-core/linear weight by ``max(1, sigma/c)``; batch norm gammas likewise.
+    """Divide each conv/TT-core/linear weight by ``max(1, sigma/c)``; batch norm gammas likewise; ``c`` per
+    layer kind (:meth:`SVMethod.target_for`: ``clip_to``, ``clip_to_linear``, ``clip_to_bn``).
 
     ``estimate``: the method's own power estimate, ``||M v||`` with the warm unit vector ``v`` the control
     step keeps (after a control step that divided, exactly ``c`` up to rounding: the quantity Gouk et al.
@@ -34,6 +37,7 @@ class Division(SVMethod):
     bench_layer = "control"
     bench_model = "control"
     orthogonalises = True
+    kind_targets = ("linear", "bn")
 
     @staticmethod
     def flops(c_out, c_in, kernel, size, stride, iters, k):
@@ -60,13 +64,11 @@ class Division(SVMethod):
         return layer.module, layer.input_shape
 
     def control(self) -> None:
-        c = self.clip_to
         for layer in self.layers:
-            m = layer.module
+            m, c = layer.module, self.target_for(layer.kind)
             if layer.kind == "bn":
-                if m.weight is not None:
-                    scale, _ = bn_scale_shift(m)
-                    m.weight.div_(scale.abs().max().div(c).clamp_min(1.0))
+                if m.weight is not None:  # without affine parameters BN is reported, not controlled
+                    self.results[layer.name] = divide_bn_(m, c)
                 continue
             self.results[layer.name] = divide_(m, c, layer.spatial, n_iter=self.power_iters, state=layer.state, generator=self._generator)
 
