@@ -20,6 +20,7 @@ from analysis import html as H
 from analysis.load import Results, load_results
 from analysis.paper import load_paper_results
 from analysis.tables import aggregate, damaged_files_table, failed_trials, prepare_trials, summary_tables, varying_key
+from analysis.tt_layers import tt_layers_table
 
 FORMATS = ("html", "csv", "png")
 FAILED_ROWS_SHOWN = 500
@@ -147,6 +148,18 @@ class _Builder:
                 s.add(H.note("The papers also report " + ", ".join(f"{d} · {a}" for d, a in others)
                              + "; run those to compare with them."))  # fmt: skip
 
+    def tt_layers(self) -> None:
+        s = self.page.section("TT layers")
+        frame = tt_layers_table(self.trials, self.r.layers)
+        if frame.empty:
+            self._missing(s, "TT layers", "need trials with a TT rank and their layers rows")
+            return
+        s.add(H.note("Per TT rank: the conv-like layers made TT, those whose ranks were capped below the requested "
+                     "one (to a layer's channel counts or unfolding ranks; the built rank in brackets), and those kept "
+                     "dense, where a TT form would not have fewer weights (or the first conv, which to_tt keeps)."))  # fmt: skip
+        s.add(H.table(frame, text_columns=("dataset", "arch", "TT layers", "capped (built rank)", "kept dense")))
+        self.tables["tt_layers"] = frame
+
     def bench(self) -> None:
         s = self.page.section("Clipping speed and estimator accuracy")
         if self.r.bench.empty:
@@ -233,6 +246,7 @@ class _Builder:
         steps: list[tuple[str, Callable[[], None]]] = [
             ("overview", self.overview),
             ("summary tables", lambda: self.summaries(paper)),
+            ("tt layers", self.tt_layers),
             ("bench", self.bench),
             ("pareto", self.pareto),
             ("layers", lambda: self.per_combo("Per-layer spectral norms", "Layer spectral norms", self._layers)),

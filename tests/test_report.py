@@ -23,6 +23,7 @@ from svconv_cli.main import main
 SECTIONS = (
     "Overview",
     "Summary tables",
+    "TT layers",
     "Clipping speed and estimator accuracy",
     "Pareto fronts",
     "Per-layer spectral norms",
@@ -91,6 +92,8 @@ def test_report_from_the_real_pipeline(real_results, tmp_path, capsys):
 
     text = _text(page)
     assert "trials 4 (ok 3, failed 1)" in text
+    # small-cnn at rank 4: both convs after the stem are TT, the stem stays dense (to_tt's skip_first)
+    assert "synthetic small-cnn 4 2 of 3 net.0" in text
     assert "sweeps tiny" in text and "bench suites clip-to-target, grid, quick" in text
     for toc in ("Speedup versus rank", "Time versus channels", "Time versus input size", "Memory versus rank",
                 "Estimator gap versus time", "Time versus achieved norm", "synthetic · small-cnn"):  # fmt: skip

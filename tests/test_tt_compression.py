@@ -174,3 +174,21 @@ def test_layers_rows_carry_the_built_rank():
     built = [m for m in narrow if isinstance(m, (SOC, SOCTT))]
     assert [r["rank"] for r in rows if r["kind"] == "soc"] == [m.rank if isinstance(m, SOCTT) else None for m in built]
     assert [soc_weights(*s) for s in layer_shapes(5, 1, 10, 2)] == [m.dense_params() if isinstance(m, SOCTT) else m.weight.numel() for m in built]
+
+
+def test_the_reports_tt_layers_table():
+    """From trials and layer rows: TT count, capped layers with their built rank, dense layers; linear/bn ignored."""
+    from analysis.tt_layers import tt_layers_table
+
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "dataset": "cifar10", "arch": ["wrn", "wrn", "wrn"], "rank": [96.0, 96.0, None]})
+    layers = pd.DataFrame({
+        "trial_id": ["a"] * 5 + ["c"],
+        "layer": ["stem", "b1", "b2", "fc", "bn", "stem"],
+        "kind": ["conv", "tt", "tt", "linear", "bn", "conv"],
+        "rank": [None, 96, 64, None, None, None],
+    })  # fmt: skip
+    table = tt_layers_table(trials, layers)
+    assert table.to_dict("records") == [
+        {"dataset": "cifar10", "arch": "wrn", "rank": 96, "TT layers": "2 of 3", "capped (built rank)": "b2 (64)", "kept dense": "stem"}
+    ]
+    assert tt_layers_table(trials[trials["rank"].isna()], layers).empty
