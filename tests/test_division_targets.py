@@ -123,3 +123,21 @@ def test_a_division_trial_leaves_each_kind_at_its_target(tmp_path):
     assert norms["linear"] == pytest.approx(0.25, rel=1e-3)  # exact matrix norm of the head
     assert norms["bn"] == pytest.approx(0.5, rel=1e-5)  # exact BN constant
     assert norms["conv"] > 0.5  # the convs' target is clip_to = 3, not the others'
+
+
+@pytest.mark.parametrize(
+    "spec, targets",
+    [("wrn16-10-cifar10", (7.0, 7.0, 10.0)), ("wrn16-10-cifar100", (10.0, 3.9, 6.1)), ("vgg19", (1.5, 1.5, 8.0))],
+)
+def test_shipped_specs_divide_with_the_papers_code_targets(spec, targets):
+    """Division trials of the WRN-16-10 and VGG-19 specs: conv, linear and BN targets of the paper's code
+    (experiments.sh of Senderovich et al. 2022's repository) and a step after every optimiser step; clipping
+    every 100 steps."""
+    from pathlib import Path
+
+    from sweeps.spec import load_spec
+
+    s = load_spec(Path(__file__).resolve().parents[1] / "sweeps" / f"{spec}.yaml")
+    division = [t.config for t in s.trials if t.config.method == "division"]
+    assert division and {(c.clip_to, c.clip_to_linear, c.clip_to_bn, c.clip_every) for c in division} == {(*targets, 1)}
+    assert {t.config.clip_every for t in s.trials if t.config.method == "clip"} == {100}
