@@ -168,7 +168,8 @@ def build_model(
 
     Returns:
         ``nn.Sequential(normalize=Normalize, net=...)`` with a ``tt_report`` attribute when ``rank`` is given
-        (the report of ``svconv.tt.to_tt``; None for LipConvNet).
+        (the report of ``svconv.tt.to_tt``: layers kept dense, ranks capped; None for LipConvNet, whose
+        builder decides per layer, ``svconv.models.lipconvnet.soc_tt_ranks``).
     """
     spec, entry = arch_entry(arch)
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
