@@ -12,7 +12,7 @@ al. 2024), ``gram_rescale_`` (Delattre et al. 2023). ``svconv.methods`` runs the
 """
 
 from svconv.control.clip import clip_
-from svconv.control.divide import divide_
+from svconv.control.divide import divide_, divide_bn_
 from svconv.control.fastclip import fastclip_, top_singular_triple
 from svconv.control.gram import gram_bound, gram_rescale_
 from svconv.control.layer import exact_norm, layer_kind
@@ -22,6 +22,7 @@ __all__ = [
     "ControlResult",
     "clip_",
     "divide_",
+    "divide_bn_",
     "exact_norm",
     "fastclip_",
     "gram_bound",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from svconv.control.divide import divide_, divide_bn_
+from svconv.control import divide_, divide_bn_
 from svconv.layers import bn_lipschitz
 from svconv.methods import flops as F
 from svconv.methods.base import Layer, SVMethod, _eval_mode
