@@ -63,7 +63,7 @@ class Measurement:
 
     def describe(self) -> str:
         return (f"{self.arch} {self.method} rank {show_value(self.rank)} on {self.dataset} ({self.images} images), "
-                f"{self.device_name}: {self.epoch_s:.3g} s/epoch, control {self.control_s:.3g} s  "
+                f"{self.device_name}: {_num(self.epoch_s)} s/epoch, control {_num(self.control_s)} s  "
                 f"[{self.folder}: {self.trial_id}]")
 
 
@@ -176,12 +176,12 @@ def format_cost(est: CostEstimate) -> str:
             epochs = sum(t.trial.config.epochs for t in mine)
             seconds = sum(t.seconds for t in mine)
             control = sum(t.control_seconds for t in mine)
-            table.append([method, str(len(mine)), str(epochs), f"{seconds / epochs:.3g}", f"{control / epochs:.3g}",
-                          f"{seconds * est.per_trial / 3600:.3g}"])
+            table.append([method, str(len(mine)), str(epochs), _num(seconds / epochs), _num(control / epochs),
+                          _num(seconds * est.per_trial / 3600)])
         widths = [max(len(r[i]) for r in table) for i in range(len(head))]
         lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
         bound = " (an upper bound: the scheduler may stop trials early)" if est.upper_bound else ""
-        lines.append(f"  total: {est.hours:.3g} {est.unit}-hours for {len(est.measured)} of {len(est.trials)} trials, "
+        lines.append(f"  total: {_num(est.hours)} {est.unit}-hours for {len(est.measured)} of {len(est.trials)} trials, "
                      f"each holding {est.per_trial:g} {est.unit}{bound}")
         used = dict.fromkeys(t.measurement for t in est.measured)
         lines.append(f"  rows used ({len(used)}):")
@@ -194,6 +194,11 @@ def format_cost(est: CostEstimate) -> str:
     if unmeasured:
         lines.append(f"  no measurement ({len(unmeasured)} trials, not in the total): " + _labels(unmeasured, device=True))
     return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    """Three significant digits, without exponents for large values (2970, not 2.97e+03)."""
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 def _labels(costs: Sequence[TrialCost], device: bool = False, source: bool = False, limit: int = 10) -> str:
