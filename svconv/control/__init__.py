@@ -7,13 +7,13 @@ after an optimiser step and returns a :class:`ControlResult` (``sigma_after``, `
     for conv, size in convs_and_input_sizes:
         result = svconv.control.clip_(conv, 1.0, size, tol=0.01)
 
-``clip_`` (exact clipping to a tolerance), ``divide_`` (Gouk et al. 2021), ``fastclip_`` (Boroojeny et
-al. 2024), ``gram_rescale_`` (Delattre et al. 2023). ``svconv.methods`` runs them over a model.
+``clip_`` (exact clipping to a tolerance), ``divide_`` (Gouk et al. 2021), ``fastclip_`` and ``clip_bn_``
+(Boroojeny et al. 2024), ``gram_rescale_`` (Delattre et al. 2023). ``svconv.methods`` runs them over a model.
 """
 
 from svconv.control.clip import clip_
 from svconv.control.divide import divide_, divide_bn_
-from svconv.control.fastclip import fastclip_, top_singular_triple
+from svconv.control.fastclip import clip_bn_, fastclip_, project_top_k_
 from svconv.control.gram import gram_bound, gram_rescale_
 from svconv.control.layer import exact_norm, layer_kind
 from svconv.control.result import ControlResult
@@ -21,6 +21,7 @@ from svconv.control.result import ControlResult
 __all__ = [
     "ControlResult",
     "clip_",
+    "clip_bn_",
     "divide_",
     "divide_bn_",
     "exact_norm",
@@ -28,5 +29,5 @@ __all__ = [
     "gram_bound",
     "gram_rescale_",
     "layer_kind",
-    "top_singular_triple",
+    "project_top_k_",
 ]

@@ -11,7 +11,8 @@ from svconv.spectrum.dense import dense_operator
 from svconv.spectrum.conv_geometry import ConvGeometry, conv_geometry, dilate_kernel, padding_norm, side_padding
 from svconv.spectrum.exact import conv_singular_values, conv_spectral_norm, periodic_conv, transfer_matrices
 from svconv.spectrum.gram import gram_iteration_bound
-from svconv.spectrum.power import power_iteration, power_qr
+from svconv.spectrum.power import power_iteration
+from svconv.spectrum.power_qr import SingularTriples, power_qr, power_qr_triples
 
 __all__ = [
     "CONV_BOUND_METHODS",
@@ -32,6 +33,8 @@ __all__ = [
     "gram_iteration_bound",
     "power_iteration",
     "power_qr",
+    "power_qr_triples",
+    "SingularTriples",
     "dense_operator",
     "periodic_conv",
     "transfer_matrices",

@@ -1,4 +1,4 @@
-"""Power iteration and PowerQR on the linear part of any module (Gouk et al. 2021; Boroojeny et al. 2024, Prop. 2.1)."""
+"""Power iteration on the linear part of any module (Gouk et al. 2021); its block form, PowerQR, is ``power_qr.py``."""
 
 from __future__ import annotations
 
@@ -89,29 +89,3 @@ def power_iteration(
         return sigma, x[0].detach(), y[0].detach()
     return sigma, x[0].detach()
 
-
-def power_qr(
-    module: Module,
-    input_shape: Sequence[int],
-    k: int = 1,
-    n_iter: int = 100,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Top-``k`` singular values of the linear part of ``module`` by block power iteration with QR.
-
-    The k columns go through the module as one batch; ``M^T M X`` is the input gradient of
-    ``0.5 ||M X||^2``; a thin QR keeps them orthonormal; a final Rayleigh-Ritz step (``svdvals(M Q)``)
-    gives the values. Returns ``(k,)``, descending.
-    """
-    check_count(n_iter, "n_iter")
-    M = LinearPart(module, input_shape)
-    check_count(k, "k")
-    if k > M.in_features:
-        raise ValueError(f"k must be at most the input dimension {M.in_features}; got {k}")
-    X = torch.randn(M.in_features, k, generator=generator, dtype=M.dtype).to(M.device)
-    Q, _ = torch.linalg.qr(X)
-    for _ in range(n_iter):
-        _, G = M.gram(Q.T.reshape(k, *M.input_shape))
-        Q, _ = torch.linalg.qr(G.reshape(k, -1).T)
-    Y = M.apply(Q.T.reshape(k, *M.input_shape)).reshape(k, -1).T
-    return torch.linalg.svdvals(Y)
