@@ -471,8 +471,12 @@ def layer_norms(layers: pd.DataFrame, trials: pd.DataFrame, title: str, colors: 
     return Figure(name, title, _layout(fig, title, height=460))
 
 
-def emp_lip_histograms(trials: pd.DataFrame, title: str, colors: dict[str, str], name: str, bins: int = 40) -> Figure | Missing:
-    """Histogram (fraction of test images) of the empirical Lipschitz ratios pooled per method · rank."""
+def emp_lip_histograms(
+    trials: pd.DataFrame, title: str, colors: dict[str, str], name: str, bins: int = 40, paper: pd.DataFrame | None = None
+) -> Figure | Missing:
+    """Histogram (fraction of test images) of the empirical Lipschitz ratios pooled per method · rank; the
+    maxima a paper reports for this dataset and architecture (``paper`` rows with ``emp_lip_max``: Senderovich
+    et al. 2022 Tab. 3 "Lip.") as vertical lines, one per row, named on hover."""
     ok = trials[trials["emp_lip_hist"].map(lambda v: v is not None and len(v) > 0)]
     if ok.empty:
         return Missing("needs ok trials with empirical Lipschitz ratios (emp_lip_hist)")
@@ -495,6 +499,21 @@ def emp_lip_histograms(trials: pd.DataFrame, title: str, colors: dict[str, str],
                 legendgroup=str(method), line=dict(color=colors.get(str(method)), dash=None if "full" in label else "dot"),
                 hovertemplate=f"{label}<br>ratio ≥ %{{x:.3g}}<br>%{{y:.1%}} of images<extra></extra>",
             )
+        )  # fmt: skip
+    reported = paper[pd.to_numeric(paper["emp_lip_max"], errors="coerce").notna()] if paper is not None and "emp_lip_max" in paper else None
+    if reported is not None and not reported.empty:
+        top = max(float(np.max(t.y)) for t in fig.data)
+        xs, ys, text = [], [], []
+        for row in reported.itertuples(index=False):
+            v = float(row.emp_lip_max)
+            lam = "" if pd.isna(getattr(row, "lam", np.nan)) else f" · λ={row.lam:g}"
+            label = f"{row.source_label}: {config_label(row.method, row.rank)}{lam}, max {v:g}"
+            xs += [v, v, None]
+            ys += [0.0, top, None]
+            text += [label, label, None]
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines", name="maximum reported by the paper", text=text,
+                       line=dict(color="#888888", dash="dash", width=1), hovertemplate="%{text}<extra></extra>")
         )  # fmt: skip
     fig.update_xaxes(title_text="‖f(x) − f(x′)‖ / ‖x − x′‖ (last bin: everything above)")
     fig.update_yaxes(title_text="fraction of test images", tickformat=".0%")

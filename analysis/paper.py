@@ -52,7 +52,8 @@ def load_paper_results(path: str | Path | None = None) -> pd.DataFrame:
 
     Columns: source, table, dataset, arch, method, clip_to, rank, lam, clean_acc, autoattack_05,
     corruption_acc, ece, cra_36, cra_72, cra_108, cra_255, speedup, compression, emp_lip_max, and
-    ``<metric>_std`` where the paper gives a spread (percent and ratios as the papers print them).
+    ``<metric>_std`` where the paper gives a spread (percent and ratios as the papers print them), and the
+    paper's ``preprocessing``, ``inputs`` and ``certificate`` (``analysis.conventions``).
     A missing file gives an empty frame with the key columns.
     """
     path = Path(path) if path is not None else paper_csv_path()
@@ -67,7 +68,9 @@ def load_paper_results(path: str | Path | None = None) -> pd.DataFrame:
     df["source_label"] = [
         f"{SOURCES.get(s, s)}, " + (f"table {t}" if str(t).isdigit() else str(t)) for s, t in zip(df["source"], df["table"])
     ]
-    return df
+    from analysis.conventions import join_conventions  # each paper's input preprocessing and certificate
+
+    return join_conventions(df)
 
 
 def paper_rows_for(paper: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from analysis import figures as F
 from analysis import html as H
 from analysis.load import Results, load_results
-from analysis.paper import load_paper_results
+from analysis.conventions import convention_notes
+from analysis.paper import load_paper_results, paper_rows_for
 from analysis.tables import aggregate, damaged_files_table, failed_trials, prepare_trials, summary_tables, varying_key
 from analysis.tt_layers import tt_layers_table
 
@@ -59,6 +60,7 @@ class _Builder:
         self.missing: list[str] = []
         self.trials = prepare_trials(results.trials)
         self.ok = self.trials[self.trials["status"] == "ok"]
+        self.paper = load_paper_results()
         methods = list(self.trials["method"].dropna()) + list(results.bench["method"].dropna())
         self.colors = F.colors_for(methods)
 
@@ -137,6 +139,8 @@ class _Builder:
             sub.add(H.table(rows, classes, text_columns=("source", "method")))
             if st.empty_metrics:
                 sub.add(H.note("No data here for: " + ", ".join(m.label for m in st.empty_metrics) + "."))
+            for note in convention_notes(st.ours.get("preprocessing", pd.Series(dtype=str)), st.paper):
+                sub.add(H.note(note))
             if st.paper.empty:
                 sub.add(H.note(f"The reference papers report no results for {st.dataset} · {st.arch}."))
             else:
@@ -242,7 +246,7 @@ class _Builder:
         s.add(H.table(frame, text_columns=tuple(frame.columns)))
 
     def build(self, progress: bool = False) -> Report:
-        paper = load_paper_results()
+        paper = self.paper
         steps: list[tuple[str, Callable[[], None]]] = [
             ("overview", self.overview),
             ("summary tables", lambda: self.summaries(paper)),
@@ -268,7 +272,7 @@ class _Builder:
 
     def _emp_lip(self, dataset: str, arch: str, frame: pd.DataFrame) -> F.Figure | F.Missing:
         return F.emp_lip_histograms(frame, f"Empirical Lipschitz ratios of test images ({dataset} · {arch})", self.colors,
-                                    f"emp_lip_{dataset}_{arch}")  # fmt: skip
+                                    f"emp_lip_{dataset}_{arch}", paper=paper_rows_for(self.paper, dataset, arch))  # fmt: skip
 
     def _curves(self, dataset: str, arch: str, frame: pd.DataFrame) -> F.Figure | F.Missing:
         # diverged and failed trials have history too: show every trial of the combination

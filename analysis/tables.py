@@ -89,11 +89,15 @@ def _num(v: object) -> float | None:
 def varying_key(frame: pd.DataFrame, always: tuple[str, ...] = MAIN_KEY, exclude: tuple[str, ...] = ()) -> list[str]:
     """The config columns that identify a configuration in ``frame``: ``always`` plus every other
     config column (seed excluded) that takes more than one value there, so that runs with different
-    epochs or learning rates are never pooled."""
+    epochs or learning rates are never pooled. The input ``preprocessing`` (not a config option: the
+    architecture's paper's, ``svconv.models.preprocessing``) is part of the key wherever it is known, so that
+    the tables show it beside the papers' own (``analysis.conventions``)."""
     key = [c for c in always if c not in exclude]
     for c in CONFIG_COLUMNS:
         if c not in key and c not in exclude and frame[c].nunique(dropna=False) > 1:
             key.append(c)
+    if "preprocessing" in frame and "preprocessing" not in exclude and frame["preprocessing"].notna().any():
+        key.append("preprocessing")
     return key
 
 

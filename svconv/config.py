@@ -54,6 +54,7 @@ class TrialConfig:
     aa_n: int = 0  # AutoAttack test images; 0 skips AutoAttack
     emp_lip_n: int = 256  # test images for the empirical Lipschitz ratio
     bn_concat: bool = False  # fastclip: control conv+BN as one operator
+    clip_k: int = 1  # fastclip: top-k singular values clipped per projection step (PowerQR's block size)
     fail_at_epoch: int | None = None  # testing fault tolerance: raise at the start of this epoch
     data_root: str | None = field(default=None, metadata={"id": False})  # where to find CIFAR files
 
@@ -65,6 +66,7 @@ class TrialConfig:
         from svconv.data import check_dataset
         from svconv.methods import METHODS, check_compatible, check_method
         from svconv.methods.base import check_kind_targets
+        from svconv.methods.fastclip import check_fastclip_options
         from svconv.models import check_arch
 
         check_field_types(self)
@@ -74,6 +76,7 @@ class TrialConfig:
                            clip_to_bn=self.clip_to_bn)  # fmt: skip
         check_dataset(self.dataset)
         check_compatible(self.method, self.arch, self.rank)
+        check_fastclip_options(self.method, self.clip_k, self.bn_concat)
         _check_rank_compresses(self.arch, self.rank)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)

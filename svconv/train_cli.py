@@ -58,7 +58,8 @@ FIELD_HELP: dict[str, str] = {
     "augment": "standard CIFAR augmentation (ignored for other datasets)",
     "aa_n": "test images for AutoAttack (L2, eps 0.5 and 36/255); 0 skips it",
     "emp_lip_n": "test images for the empirical Lipschitz ratios; 0 skips them",
-    "bn_concat": "fastclip: control each conv together with the batch norm after it",
+    "bn_concat": "fastclip: control each conv together with the batch norm after it (FastClip-concat)",
+    "clip_k": "fastclip: the top-k singular values clipped by each projection step (PowerQR's block size)",
     "fail_at_epoch": "testing: raise at the start of this epoch (the trial is recorded as failed)",
     "data_root": "folder of the CIFAR / CIFAR-10-C / CIFAR-100-C files (never downloaded)",
 }

@@ -206,6 +206,7 @@ def _set_up(config: TrialConfig, device: torch.device) -> _Run:
         clip_iters=config.clip_iters,
         power_iters=config.power_iters,
         bn_concat=config.bn_concat,
+        clip_k=config.clip_k,
         clip_tol=config.clip_tol,
         clip_to_linear=config.clip_to_linear,
         clip_to_bn=config.clip_to_bn,

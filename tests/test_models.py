@@ -59,7 +59,7 @@ def test_names_and_errors():
     for bad in ("resnet50", "wrn-16", "lipconvnet-7", "wrn-15-10", "VGG19", ""):
         with pytest.raises(ValueError, match="small-cnn, lipconvnet-N .* aol-fc"):
             check_arch(bad)
-    assert len(ARCH_PATTERNS) == 9
+    assert len(ARCH_PATTERNS) == 11
 
 
 def test_build_model_argument_errors():

@@ -121,3 +121,19 @@ def test_the_lambda_grid_sits_beside_our_lambda_sweep():
     numeric = st.numeric()
     assert {"emp_lip_max_mean", "clean_acc_std"} <= set(numeric.columns)
     assert numeric.loc[numeric["source"] == "Senderovich et al. 2022, table 3", "emp_lip_max_mean"].max() == 0.93
+
+
+def test_the_empirical_lipschitz_histogram_marks_the_papers_maxima():
+    """Tab. 3's "Lip." of LipConvNet-5 (six λ) as dashed vertical lines beside our histogram, named on hover."""
+    from analysis import figures as F
+    from analysis.paper import paper_rows_for
+
+    trials = pd.DataFrame({"label": ["soc · TT r=256"], "method": ["soc"], "emp_lip_hist": [[0.2, 0.5, 0.7]]})
+    paper = paper_rows_for(load_paper_results(), "cifar10", "lipconvnet-5")
+    fig = F.emp_lip_histograms(trials, "t", {}, "n", paper=paper)
+    (marks,) = [t for t in fig.fig.data if t.name == "maximum reported by the paper"]
+    xs = sorted({x for x in marks.x if x is not None})
+    assert xs == [0.58, 0.59, 0.6, 0.76, 0.79, 0.93]
+    assert "Senderovich et al. 2022, table 3: soc-tt · TT r=256 · λ=5000, max 0.93" in marks.text
+    plain = F.emp_lip_histograms(trials, "t", {}, "n")
+    assert [t.name for t in plain.fig.data] == ["soc · TT r=256 (max 0.7)"]

@@ -85,7 +85,8 @@ def augment_batch(
 class DatasetBundle:
     """A loaded dataset: train and test sets, class count, one input's shape, per-channel mean and std.
 
-    Inputs stay in [0, 1]; models normalise with ``svconv.models.blocks.Normalize(mean, std)``.
+    Inputs stay in [0, 1]; models normalise with ``svconv.models.blocks.Normalize``, from these statistics as
+    their family's paper does (``svconv.models.preprocessing``).
     """
 
     name: str

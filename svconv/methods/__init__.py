@@ -35,14 +35,14 @@ def check_compatible(method: str, arch: str, rank: int | None = None) -> None:
     layers are the parametrisation, and the other methods would rescale weights that the parametrisation
     rescales again. AOL layers have no TT form, so ``aol-*`` takes no rank.
     """
-    from svconv.models.registry import parse_arch
+    from svconv.models.registry import AOL_ARCHS, parse_arch
 
     check_method(method)
     family = parse_arch(arch).family
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
         raise ValueError(f"rank must be None (no TT) or an int >= 1; got {rank!r}")
     if method == "aol" and family != "aol":
-        raise ValueError(f"method 'aol' needs an AOL architecture (aol-small, aol-medium, aol-large, aol-fc); got arch {arch!r}")
+        raise ValueError(f"method 'aol' needs an AOL architecture ({', '.join(AOL_ARCHS)}); got arch {arch!r}")
     if family == "aol" and method != "aol":
         raise ValueError(f"arch {arch!r} is built from AOL layers and needs method 'aol'; got method {method!r}")
     if method == "soc" and family != "lipconvnet":

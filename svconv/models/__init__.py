@@ -5,11 +5,13 @@ Structural modules (``Normalize``, ``Residual``) and ``input_shapes`` let generi
 """
 
 from svconv.models.blocks import Normalize, Residual
+from svconv.models.preprocessing import PREPROCESSING
 from svconv.models.registry import (
     ARCH_PATTERNS,
     MODELS,
     ArchSpec,
     ModelEntry,
+    arch_preprocessing,
     build_model,
     check_arch,
     parse_arch,
@@ -22,8 +24,10 @@ __all__ = [
     "ArchSpec",
     "MODELS",
     "ModelEntry",
+    "PREPROCESSING",
     "Normalize",
     "Residual",
+    "arch_preprocessing",
     "build_model",
     "check_arch",
     "input_shapes",

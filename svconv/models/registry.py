@@ -1,8 +1,9 @@
 """Architectures by name: parsing, validation and construction, from one dict registry (:data:`MODELS`).
 
 Names: ``small-cnn``, ``lipconvnet-N`` (N = 5, 10, 15, ...), ``wrn-D-W`` (D = 6n + 4), ``vgg19``,
-``resnet18``, ``aol-small``, ``aol-medium``, ``aol-large``, ``aol-fc``. Every model starts with
-``Normalize`` (inputs stay in [0, 1]) and is built only from the structural modules of ``blocks.py``.
+``resnet18``, ``aol-small``, ``aol-medium``, ``aol-large``, ``aol-fc``, ``aol-std``, ``aol-conv``. Every model
+starts with ``Normalize`` (inputs stay in [0, 1]; its mean and std follow the family's paper,
+``svconv.models.preprocessing``) and is built only from the structural modules of ``blocks.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 
 from svconv.models.blocks import Normalize
 
+from svconv.models.preprocessing import normalization
 @dataclass(frozen=True)
 class ArchSpec:
     """A parsed architecture name: its family and, where the name carries them, depth and width."""
@@ -49,6 +51,7 @@ class ModelEntry:
     builder_takes_rank: bool = False
 
 
+    preprocessing: str = "standardize"  # svconv.models.preprocessing.PREPROCESSING: the family's paper's inputs
 def _small_cnn(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
     from svconv.models.small import small_cnn
 
@@ -80,7 +83,7 @@ def _lipconvnet(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int,
 
 
 def _aol(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
-    from svconv.models.aol_nets import AOL_SIZES, aol_fc, aol_patchwise
+    from svconv.models.aol_nets import AOL_SIZES, aol_conv, aol_fc, aol_patchwise, aol_std
 
     if spec.name == "aol-fc":
         return aol_fc(c, num_classes, size)
@@ -89,6 +92,8 @@ def _aol(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: 
 
 def _check_lipconvnet(depth: int, width: int | None) -> str | None:
     return None if depth >= 5 and depth % 5 == 0 else "LipConvNet-N needs N a positive multiple of 5"
+    if spec.name in ("aol-std", "aol-conv"):
+        return (aol_std if spec.name == "aol-std" else aol_conv)(c, num_classes, size)
 
 
 def _check_wrn(depth: int, width: int | None) -> str | None:
@@ -98,20 +103,23 @@ def _check_wrn(depth: int, width: int | None) -> str | None:
 #: Architectures by name (or name pattern): adding one is one entry here and its builder.
 MODELS: dict[str, ModelEntry] = {
     "small-cnn": ModelEntry("small-cnn", _small_cnn),
-    "lipconvnet-N": ModelEntry("lipconvnet", _lipconvnet, r"lipconvnet-(\d+)", _check_lipconvnet, builder_takes_rank=True),
+    # the SOC reference code's inputs: centred, one std for all channels (Singla & Feizi 2021)
+    "lipconvnet-N": ModelEntry(
+        "lipconvnet", _lipconvnet, r"lipconvnet-(\d+)", _check_lipconvnet, builder_takes_rank=True, preprocessing="center-scale"
+    ),
     "wrn-D-W": ModelEntry("wrn", _wrn, r"wrn-(\d+)-(\d+)", _check_wrn),
+#: The AOL architectures (Prach & Lampert 2022; svconv.models.aol_nets).
+AOL_ARCHS = ("aol-small", "aol-medium", "aol-large", "aol-fc", "aol-std", "aol-conv")
+
     "vgg19": ModelEntry("vgg19", _vgg19),
     "resnet18": ModelEntry("resnet18", _resnet18),
-    # AOL rescales the full kernel: no TT form
-    "aol-small": ModelEntry("aol", _aol, tt=False),
-    "aol-medium": ModelEntry("aol", _aol, tt=False),
-    "aol-large": ModelEntry("aol", _aol, tt=False),
-    "aol-fc": ModelEntry("aol", _aol, tt=False),
+    # AOL rescales the full kernel: no TT form; its reference code feeds the images in [0, 1] unchanged
+    **{name: ModelEntry("aol", _aol, tt=False, preprocessing="none") for name in AOL_ARCHS},
 }
 ARCH_PATTERNS = tuple(MODELS)
 _KNOWN = (
     "small-cnn, lipconvnet-N (N a multiple of 5, e.g. lipconvnet-5, lipconvnet-20), "
-    "wrn-D-W (D = 6n + 4, e.g. wrn-16-10), vgg19, resnet18, aol-small, aol-medium, aol-large, aol-fc"
+    "wrn-D-W (D = 6n + 4, e.g. wrn-16-10), vgg19, resnet18, " + ", ".join(AOL_ARCHS)
 )
 
 
@@ -139,6 +147,11 @@ def parse_arch(name: str) -> ArchSpec:
     return arch_entry(name)[0]
 
 
+def arch_preprocessing(name: str) -> str:
+    """The input preprocessing convention of architecture ``name`` (``svconv.models.preprocessing``)."""
+    return arch_entry(name)[1].preprocessing
+
+
 def check_arch(name: str) -> str:
     """Return ``name`` if it names a known architecture; raise ValueError listing the known ones otherwise."""
     parse_arch(name)
@@ -162,7 +175,8 @@ def build_model(
         arch: a name of :data:`ARCH_PATTERNS`.
         num_classes: >= 2.
         input_shape: ``(channels, height, width)`` of one input, e.g. ``(1, 28, 28)`` or ``(3, 32, 32)``.
-        mean, std: per-channel normalisation applied first, inside the model.
+        mean, std: the dataset's per-channel statistics; ``Normalize`` applies them first, inside the model, as
+            the family's paper does (``ModelEntry.preprocessing``, :func:`arch_preprocessing`).
         rank: TT rank of the convs (None: full). Plain convs are replaced by ``svconv.tt`` layers
             (the first conv is kept); LipConvNet uses SOC-TT layers; AOL architectures take none.
 
@@ -185,7 +199,7 @@ def build_model(
     if len(mean) != c or len(std) != c:
         raise ValueError(f"mean and std need one value per input channel ({c}); got {len(mean)} and {len(std)}")
     net = entry.build(spec, c, (h, w), num_classes, rank)
-    model = nn.Sequential(OrderedDict(normalize=Normalize(mean, std), net=net))
+    model = nn.Sequential(OrderedDict(normalize=Normalize(*normalization(entry.preprocessing, mean, std)), net=net))
     model.tt_report = None
     if rank is not None and not entry.builder_takes_rank:
         from svconv.tt import to_tt
