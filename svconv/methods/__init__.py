@@ -63,12 +63,16 @@ def get_method(
     clip_tol: float = 0.01,
     clip_to_linear: float | None = None,
     clip_to_bn: float | None = None,
+    clip_k: int = 1,
 ) -> SVMethod:
     """A fresh method object; call ``attach(model, input_shape)`` on it before training."""
+    from svconv.methods.fastclip import check_fastclip_options
+
     check_method(name)
+    extra = {"clip_k": check_fastclip_options(name, clip_k, bn_concat)} if clip_k != 1 else {}  # only methods that take it
     return METHODS[name](
         clip_to=clip_to, clip_every=clip_every, clip_iters=clip_iters, power_iters=power_iters, bn_concat=bn_concat,
-        clip_tol=clip_tol, clip_to_linear=clip_to_linear, clip_to_bn=clip_to_bn,
+        clip_tol=clip_tol, clip_to_linear=clip_to_linear, clip_to_bn=clip_to_bn, **extra,
     )
 
 
