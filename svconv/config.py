@@ -12,8 +12,8 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("multistep", "cosine", "constant")
+OPTIMIZERS = ("sgd", "sgd-nesterov", "adam")
+SCHEDULES = ("multistep", "cosine", "constant", "aol")
 DEVICES = ("auto", "cpu", "cuda")
 #: Training losses (svconv.training.losses): cross-entropy, AOL's offset cross-entropy (Prach & Lampert 2022).
 LOSSES = ("ce", "aol-offset")

@@ -27,7 +27,7 @@ DESCRIPTION = (
 
 #: Help of each TrialConfig field; a test checks that every field has one.
 FIELD_HELP: dict[str, str] = {
-    "arch": "architecture: small-cnn, lipconvnet-N, wrn-D-W, vgg19, resnet18, aol-small|medium|large|fc",
+    "arch": "architecture: small-cnn, lipconvnet-N, wrn-D-W, vgg19, resnet18, aol-small|medium|large|fc|std|conv",
     "dataset": "dataset: mnist5k, cifar10, cifar100, synthetic",
     "method": "singular-value control, from the registry of svconv.methods: %(methods)s",
     "rank": "TT rank of the convs; none: full convs",
@@ -47,10 +47,11 @@ FIELD_HELP: dict[str, str] = {
     "epochs": "training epochs",
     "batch_size": "training batch size",
     "lr": "initial learning rate",
-    "optimizer": "optimiser: sgd, adam",
+    "optimizer": "optimiser: sgd, sgd-nesterov, adam",
     "momentum": "SGD momentum",
     "weight_decay": "L2 weight decay",
-    "schedule": "learning-rate schedule: multistep (x0.1 at 30/60/80%% of the epochs), cosine, constant",
+    "schedule": "learning-rate schedule: multistep (x0.1 at 30/60/80%% of the epochs), cosine, constant, "
+    "aol (x0.1 at 90/99/99.9%%, AOL's)",
     "amp": "mixed precision (CUDA only)",
     "device": "device: auto (CUDA when available), cpu, cuda",
     "n_train": "use the first N training images; none: all",

@@ -355,6 +355,8 @@ def _trials_row(
 ) -> dict[str, Any]:
     device = state.device or torch.device("cpu")
     epoch_times = [r["epoch_time_s"] for r in state.history]
+    from svconv.models import arch_preprocessing
+
     train_time = float(sum(epoch_times))
     control_time = float(sum(r["control_time_s"] for r in state.history))
     row: dict[str, Any] = {
@@ -368,6 +370,7 @@ def _trials_row(
         "config_json": canonical_json(config.to_dict()),
         **state.metrics,
         "compression": state.compression,
+        "preprocessing": arch_preprocessing(config.arch),
         "final_train_loss": state.history[-1]["train_loss"] if state.history else None,
         "epochs_done": len(state.history),
         "train_time_s": train_time,
