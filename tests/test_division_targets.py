@@ -9,24 +9,15 @@ import torch
 from torch import nn
 
 from svconv.config import TrialConfig
-from svconv.control.divide import divide_bn_
+from svconv.control import divide_bn_
 from svconv.layers import bn_lipschitz
 from svconv.methods import get_method
 from svconv.results import read_table
-from svconv.spectrum import dense_operator
 from svconv.tt import from_conv
+from test_control import dense_norm  # the layer's norm from its dense operator (float64)
 
 SHAPE = (4, 6, 6)
 TARGETS = {"conv": 0.7, "tt": 0.7, "linear": 0.3, "bn": 2.0}
-
-
-def dense_norm(module: torch.nn.Module, input_shape) -> float:
-    was = module.training
-    module.eval()
-    try:
-        return float(torch.linalg.matrix_norm(dense_operator(module, input_shape, dtype=torch.float64), ord=2))
-    finally:
-        module.train(was)
 
 
 def blown_up(rank: int | None) -> torch.nn.Module:
