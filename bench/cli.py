@@ -9,7 +9,7 @@ DESCRIPTION = (
     "Time, peak memory, value and gap to the exact value of every method of computing or controlling the "
     "singular values of a conv layer (plain and TT) or of a whole model, over a suite or a grid; one Parquet "
     "row per configuration in RESULTS/bench/. Shipped suites: quick, seed-fig2, wrn16-10, estimators, scaling, "
-    "clip-to-target, soc-tt (--list describes them)."
+    "clip-to-target, soc-tt, matrix-norm (--list describes them)."
 )
 
 EPILOG = """examples:
@@ -21,6 +21,7 @@ EPILOG = """examples:
   svconv bench clip-to-target --threads 2                    # time to land within 1% of the target
   svconv bench --grid runner=clip-target method=clip-to-target,division channels=64 input_size=16
   svconv bench soc-tt --figures out/soc_tt.html              # SOC vs SOC-TT inference time over channels
+  svconv bench matrix-norm && python -m bench.matrix_norm    # full SVD vs power method, n = 10 ... 5000
 
 grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
   layer: method channels input_size kernel ndim stride padding rank rank_frac iters k clip_to seed
@@ -32,6 +33,8 @@ grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
                  strategy solver guarantee tol max_passes (clip_to_target's; default: every strategy and solver)
   runner=soc-tt (bench.soc_tt): one SOC layer against SOC-TT ranks (Fig. 6 of Senderovich et al.): channels rank
                  input_size kernel padding batch
+  runner=matrix-norm (bench.matrix_norm): an n x n matrix by full SVD (torch, NumPy) or the power method: n method
+                 iters
 """
 
 

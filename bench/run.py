@@ -39,7 +39,8 @@ def run_configs(
 
 def run_one(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The row of one config, measured by its runner: ``bench.measure``, or ``bench.clip_target`` /
-    ``bench.soc_tt`` for configs that carry ``runner: clip-target`` / ``runner: soc-tt``."""
+    ``bench.soc_tt`` / ``bench.matrix_norm`` for configs that carry ``runner: clip-target`` / ``soc-tt`` /
+    ``matrix-norm``."""
     if cfg.get("runner") == "clip-target":
         from bench.clip_target import run_config as run_clip_target
 
@@ -48,6 +49,10 @@ def run_one(cfg: Mapping[str, Any]) -> dict[str, Any]:
         from bench.soc_tt import run_config as run_soc_tt
 
         return run_soc_tt(cfg)
+    if cfg.get("runner") == "matrix-norm":
+        from bench.matrix_norm import run_config as run_matrix_norm
+
+        return run_matrix_norm(cfg)
     return run_config(cfg)
 
 

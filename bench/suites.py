@@ -10,7 +10,8 @@ A suite file::
 
 See ``bench.grid`` for the keys of a grid. ``runner: clip-target`` (optional) measures the grids with
 ``bench.clip_target`` (time to reach the target, per strategy and solver) instead of ``bench.measure``;
-``runner: soc-tt`` times one SOC layer against its SOC-TT versions (``bench.soc_tt``).
+``runner: soc-tt`` times one SOC layer against its SOC-TT versions (``bench.soc_tt``); ``runner: matrix-norm``
+the spectral norm of a dense matrix by full SVD against the power method (``bench.matrix_norm``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bench.grid import expand_all
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 #: ``runner`` of a suite file -> what measures its configs (``grid``: ``bench.measure``, the default).
-RUNNERS = ("grid", "clip-target", "soc-tt")
+RUNNERS = ("grid", "clip-target", "soc-tt", "matrix-norm")
 
 
 @dataclass
@@ -56,6 +57,10 @@ def runner_configs(
         from bench import soc_tt
 
         return soc_tt.expand_all(grids, suite, overrides)
+    if runner == "matrix-norm":
+        from bench import matrix_norm
+
+        return matrix_norm.expand_all(grids, suite, overrides)
     return expand_all(grids, suite, overrides)
 
 
