@@ -101,12 +101,12 @@ def test_trial_options_are_validated_by_name():
 
 
 def test_a_division_trial_leaves_each_kind_at_its_target(tmp_path):
-    """The options reach the method: a trial that divides after every step (50 warm power steps) ends with
+    """The options reach the method: a trial that divides after every step (20 warm power steps) ends with
     its linear head and its batch norm at their own targets in the ``layers`` rows, below clip_to's."""
     from svconv.trial import run_trial
 
     cfg = TrialConfig(dataset="synthetic", arch="small-cnn", n_train=32, n_test=32, batch_size=32, epochs=1, emp_lip_n=0,
-                      device="cpu", method="division", clip_to=3.0, clip_to_linear=0.25, clip_to_bn=0.5, power_iters=50)  # fmt: skip
+                      device="cpu", method="division", clip_to=3.0, clip_to_linear=0.25, clip_to_bn=0.5, power_iters=20)  # fmt: skip
     row = run_trial(cfg, tmp_path, progress=False)
     assert row["status"] == "ok"
     layers = read_table(tmp_path, "layers")
