@@ -21,7 +21,7 @@ paper 3.5 / 1.5), every value within the paper's rounding.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from torch import nn
 
@@ -77,6 +77,48 @@ def rank_limit(depth: int, in_channels: int = 3, num_classes: int = 10) -> int |
     return best + 1 if best else None
 
 
+def square_layer(c_in: int, c_out: int, kernel: int, stride: int, make: Callable[[int, int], nn.Module]) -> list[nn.Module]:
+    """LipConvNet's way to use a square layer ``make(c, kernel)`` for ``c_in -> c_out`` at ``stride`` (1 or 2): the
+    invertible downsampling first (``c_in -> 4 c_in``), zero channels up to ``c = max(c_in, c_out)``, the layer,
+    then its first ``c_out`` channels (Singla & Feizi's code)."""
+    from svconv.layers import InvertibleDownsampling
+
+    mods: list[nn.Module] = []
+    if stride == 2:
+        mods.append(InvertibleDownsampling(2))
+        c_in *= 4
+    c = max(c_in, c_out)
+    if c_in < c:
+        mods.append(PadChannels(c))
+    mods.append(make(c, kernel))
+    if c_out < c:
+        mods.append(FirstChannels(c_out))
+    return mods
+
+
+def lipconvnet_of(
+    layer: Callable[[int, int, int, int], list[nn.Module]],
+    depth: int,
+    in_channels: int,
+    num_classes: int,
+    input_size: Sequence[int],
+    init_channels: int = INIT_CHANNELS,
+) -> nn.Sequential:
+    """LipConvNet-``depth`` with ``layer(c_in, c_out, kernel, stride)`` (modules) for each of :func:`layer_shapes`:
+    MaxMin after each but the classifier, inputs up to 32x32 zero-padded to 32x32, logits flattened."""
+    from svconv.layers import MaxMin
+
+    shapes = list(layer_shapes(depth, in_channels, num_classes, init_channels))
+    h, w = (int(v) for v in input_size)
+    if max(h, w) > SIDE:
+        raise ValueError(f"LipConvNet takes inputs of at most 32x32 (they are padded to 32x32); got {h}x{w}")
+    layers: list[nn.Module] = [PadTo(SIDE)] if (h, w) != (SIDE, SIDE) else []
+    for shape in shapes[:-1]:
+        layers += layer(*shape) + [MaxMin()]
+    # The classifier: a 1x1 layer on the 1x1 map whose first num_classes channels are the scores.
+    return nn.Sequential(*layers, *layer(*shapes[-1]), nn.Flatten())
+
+
 def lipconvnet(
     depth: int,
     in_channels: int,
@@ -85,32 +127,13 @@ def lipconvnet(
     rank: int | None = None,
     init_channels: int = INIT_CHANNELS,
 ) -> nn.Sequential:
-    """LipConvNet-``depth`` (a multiple of 5) for inputs ``(b, in_channels, h, w)`` with h, w <= 32."""
-    from svconv.layers import SOC, SOCTT, InvertibleDownsampling, MaxMin
-
-    shapes = list(layer_shapes(depth, in_channels, num_classes, init_channels))
-    h, w = (int(v) for v in input_size)
-    if max(h, w) > SIDE:
-        raise ValueError(f"LipConvNet takes inputs of at most 32x32 (they are padded to 32x32); got {h}x{w}")
-    layers: list[nn.Module] = [PadTo(SIDE)] if (h, w) != (SIDE, SIDE) else []
+    """LipConvNet-``depth`` (a multiple of 5) for inputs ``(b, in_channels, h, w)`` with h, w <= 32: SOC layers, or
+    SOC-TT at ``rank`` where that has fewer weights (:func:`soc_tt_ranks`)."""
+    from svconv.layers import SOC, SOCTT
 
     def soc(c_in: int, c_out: int, kernel: int, stride: int) -> list[nn.Module]:
         if rank is not None and soc_tt_ranks(c_in, c_out, kernel, stride, rank) is not None:
             return [SOCTT(c_in, rank, kernel_size=kernel, out_channels=c_out, stride=stride)]
-        mods: list[nn.Module] = []
-        if stride == 2:
-            mods.append(InvertibleDownsampling(2))
-            c_in *= 4
-        c = max(c_in, c_out)
-        if c_in < c:
-            mods.append(PadChannels(c))
-        mods.append(SOC(c, kernel_size=kernel))
-        if c_out < c:
-            mods.append(FirstChannels(c_out))
-        return mods
+        return square_layer(c_in, c_out, kernel, stride, lambda c, k: SOC(c, kernel_size=k))
 
-    for shape in shapes[:-1]:
-        layers += soc(*shape) + [MaxMin()]
-    # The classifier: a 1x1 SOC (or SOC-TT) on the 1x1 map whose first num_classes channels are the scores.
-    layers += soc(*shapes[-1]) + [nn.Flatten()]
-    return nn.Sequential(*layers)
+    return lipconvnet_of(soc, depth, in_channels, num_classes, input_size, init_channels)
