@@ -139,8 +139,9 @@ def test_clip_bn_clips_each_channel_scale_to_the_target():
     res = clip_bn_(bn.eval(), 1.0)
     # scales |gamma| / sqrt(var): 0.5, 1.5, 4, 1 -> 0.5, 1, 1, 1 (signs kept)
     torch.testing.assert_close(bn.weight.detach(), torch.tensor([0.5, -2.0, 0.5, 1.0], dtype=torch.float64))
-    assert res.passes == 2 and res.sigma_after == pytest.approx(1.0) == bn_lipschitz(bn)
+    assert res.passes == 1 and res.sigma_after == pytest.approx(1.0) == bn_lipschitz(bn)
     assert float(svdvals(bn, (4, 2, 2))[0]) == pytest.approx(1.0, rel=1e-12)
+    assert clip_bn_(bn, 1.0).passes == 0  # nothing above the target: untouched
     with pytest.raises(ValueError, match="affine"):
         clip_bn_(nn.BatchNorm2d(2, affine=False), 1.0)
     with pytest.raises(ValueError, match="max_sv must be a positive number"):

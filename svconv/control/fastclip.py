@@ -59,7 +59,8 @@ def clip_bn_(bn: nn.Module, max_sv: float) -> ControlResult:
     Eval-mode BN is diagonal, ``scale_i = gamma_i / sqrt(running_var_i + eps)`` for every position of channel
     i, so its singular values are ``|scale_i|``; ``gamma_i`` is clamped to ``+-max_sv sqrt(running_var_i + eps)``
     (the direct per-channel clip of prior work, as the FastClip code does), which is the exact SVD clip.
-    ``sigma_after``: the exact Lipschitz constant after it; ``passes``: channels clipped; ``rel_change`` of gamma.
+    ``sigma_after``: the exact Lipschitz constant after it; ``passes``: 1 when a channel was clipped, else 0
+    (as ``divide_bn_``); ``rel_change`` of gamma.
     """
     from svconv.layers import bn_lipschitz, bn_scale_shift
 
@@ -70,10 +71,10 @@ def clip_bn_(bn: nn.Module, max_sv: float) -> ControlResult:
     gamma = bn.weight
     before = gamma.detach().clone()
     limit = bn.running_var.detach().to(gamma.dtype).add(bn.eps).sqrt().mul(max_sv)
-    clipped = int((gamma.abs() > limit).sum())
+    clipped = bool((gamma.abs() > limit).any())
     gamma.copy_(torch.maximum(torch.minimum(gamma, limit), -limit))
     change = float((gamma - before).norm() / before.norm().clamp_min(torch.finfo(before.dtype).tiny))
-    return ControlResult(bn_lipschitz(bn), float(max_sv), clipped, change)
+    return ControlResult(bn_lipschitz(bn), float(max_sv), int(clipped), change)
 
 
 @torch.no_grad()
