@@ -36,8 +36,8 @@ def check_fastclip_options(method: str, clip_k: int = 1, bn_concat: bool = False
     from svconv.methods.registry import entry, training_methods
 
     check_count(clip_k, "clip_k")
-    if clip_k != 1 and not getattr(entry(method), "takes_clip_k", False):
-        users = [n for n, c in training_methods().items() if getattr(c, "takes_clip_k", False)]
+    if clip_k != 1 and not entry(method).takes_clip_k:
+        users = [n for n, c in training_methods().items() if c.takes_clip_k]
         raise ValueError(f"clip_k applies to method(s) {', '.join(users)} (the top-k singular values they clip); "
                          f"leave it 1 for method {method!r}; got {clip_k}")  # fmt: skip
     if bn_concat and method == FastClipClipBN.name:
@@ -60,7 +60,7 @@ class FastClip(SVMethod):
     bench_layer = "control"
     bench_model = "control"
     orthogonalises = True
-    takes_clip_k = True  # TrialConfig.clip_k reaches it (svconv.methods.get_method)
+    takes_clip_k = True
 
     def __init__(self, *args, clip_k: int = 1, **kwargs):
         super().__init__(*args, **kwargs)
