@@ -1,7 +1,7 @@
 """Layer kinds: what a layer is for the ``layers`` results table and for SV-control methods.
 
 Each svconv layer class declares its kind as the class attribute ``layer_kind`` (TT layers ``TT``, SOC and
-SOC-TT ``SOC``, AOL ``AOL``); PyTorch's own conv, linear and batch-norm classes get theirs from their type.
+SOC-TT ``SOC``, AOL ``AOL``, other libraries' layers ``PEER``); PyTorch's own conv, linear and batch-norm classes get theirs from their type.
 A module with neither has no kind: parameter-free reshaping layers (MaxMin, InvertibleDownsampling,
 FirstChannels, PadChannels, PadTo) are bounded by the network bound but have no layer rows.
 
@@ -29,6 +29,7 @@ class LayerKind(str, enum.Enum):
     BN = "bn"
     SOC = "soc"
     AOL = "aol"
+    PEER = "peer"  # another library's 1-Lipschitz layer (svconv.layers.peers)
 
     def __str__(self) -> str:
         return self.value

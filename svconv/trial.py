@@ -185,7 +185,7 @@ def _prepare_device(config: TrialConfig) -> torch.device:
 def _set_up(config: TrialConfig, device: torch.device) -> _Run:
     """Load the data; build the model, its SV-control method, optimiser, schedule and batches."""
     from svconv.data import load_dataset
-    from svconv.methods import get_method
+    from svconv.methods import get_method, model_layers
     from svconv.models import build_model
 
     bundle = load_dataset(
@@ -198,7 +198,9 @@ def _set_up(config: TrialConfig, device: torch.device) -> _Run:
     )
     input_shape = tuple(int(v) for v in bundle.input_shape)
     # the config has checked that method, arch and rank go together (svconv.methods.check_compatible)
-    model = build_model(config.arch, bundle.num_classes, input_shape, bundle.mean, bundle.std, rank=config.rank).to(device)
+    model = build_model(
+        config.arch, bundle.num_classes, input_shape, bundle.mean, bundle.std, rank=config.rank, layers=model_layers(config.method)
+    ).to(device)
     method = get_method(
         config.method,
         clip_to=config.clip_to,

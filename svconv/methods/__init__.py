@@ -33,8 +33,11 @@ def check_compatible(method: str, arch: str, rank: int | None = None) -> None:
 
     ``aol`` goes with (and only with) the ``aol-*`` architectures, ``soc`` with ``lipconvnet-*``: their
     layers are the parametrisation, and the other methods would rescale weights that the parametrisation
-    rescales again. AOL layers have no TT form, so ``aol-*`` takes no rank.
+    rescales again. AOL layers have no TT form, so ``aol-*`` takes no rank. The peers' methods (``aoc``,
+    ``bcop``, ``sll``, ``cayley``, ``bjorck``) build ``lipconvnet-*`` from their library's layers, without a
+    rank, and are refused with the package to install when that library does not import.
     """
+    from svconv.layers.peers import PEERS, peer_problem
     from svconv.models.registry import AOL_ARCHS, parse_arch
 
     check_method(method)
@@ -45,12 +48,29 @@ def check_compatible(method: str, arch: str, rank: int | None = None) -> None:
         raise ValueError(f"method 'aol' needs an AOL architecture ({', '.join(AOL_ARCHS)}); got arch {arch!r}")
     if family == "aol" and method != "aol":
         raise ValueError(f"arch {arch!r} is built from AOL layers and needs method 'aol'; got method {method!r}")
-    if method == "soc" and family != "lipconvnet":
-        raise ValueError(f"method 'soc' needs a LipConvNet architecture (lipconvnet-N); got arch {arch!r}")
-    if family == "lipconvnet" and method != "soc":
-        raise ValueError(f"arch {arch!r} is built from SOC layers and needs method 'soc'; got method {method!r}")
+    lipconvnet = ("soc", *PEERS)  # SOC or another library's layers build a LipConvNet (svconv.layers.peers)
+    if method in lipconvnet and family != "lipconvnet":
+        raise ValueError(f"method {method!r} needs a LipConvNet architecture (lipconvnet-N); got arch {arch!r}")
+    if family == "lipconvnet" and method not in lipconvnet:
+        raise ValueError(
+            f"arch {arch!r} is built from SOC layers and needs method 'soc' (or a peer's layers: {', '.join(PEERS)}); got method {method!r}"
+        )
+    if method in PEERS:
+        if rank is not None:
+            raise ValueError(f"method {method!r} has no TT variant (another library's layers); use rank=None, got {rank}")
+        problem = peer_problem(method)
+        if problem:
+            raise ValueError(problem)
     if family == "aol" and rank is not None:
         raise ValueError(f"arch {arch!r} has no TT variant (AOL rescales the full kernel); use rank=None, got {rank}")
+
+
+def model_layers(method: str) -> str | None:
+    """The ``layers`` argument of ``svconv.models.build_model`` for ``method``: the method's name for the
+    peers' methods (their library's layers build the LipConvNet), None for every other method."""
+    from svconv.layers.peers import PEERS
+
+    return method if method in PEERS else None
 
 
 def get_method(
@@ -85,4 +105,5 @@ __all__ = [
     "find_layers",
     "get_method",
     "method_help",
+    "model_layers",
 ]

@@ -32,6 +32,7 @@ METHOD_KINDS = {
     LayerKind.BN: "bn",
     LayerKind.SOC: "lipschitz",
     LayerKind.AOL: "lipschitz",
+    LayerKind.PEER: "lipschitz",
 }
 
 

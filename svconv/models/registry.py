@@ -8,6 +8,7 @@ starts with ``Normalize`` (inputs stay in [0, 1]; its mean and std follow the fa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections import OrderedDict
@@ -28,6 +29,7 @@ class ArchSpec:
     family: str  # small-cnn, lipconvnet, wrn, vgg19, resnet18, aol
     depth: int | None = None
     width: int | None = None
+    layers: str | None = None  # LipConvNet: another library's layers instead of SOC (svconv.layers.peers)
 
 
 Builder = Callable[[ArchSpec, int, tuple[int, int], int, "int | None"], nn.Module]
@@ -78,7 +80,10 @@ def _resnet18(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, r
 
 def _lipconvnet(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
     from svconv.models.lipconvnet import lipconvnet
+    from svconv.models.peer_nets import peer_lipconvnet
 
+    if spec.layers is not None:
+        return peer_lipconvnet(spec.layers, spec.depth, c, num_classes, size)
     return lipconvnet(spec.depth, c, num_classes, size, rank=rank)
 
 
@@ -165,6 +170,7 @@ def build_model(
     mean: Sequence[float],
     std: Sequence[float],
     rank: int | None = None,
+    layers: str | None = None,
 ) -> nn.Module:
     """Build architecture ``arch`` for inputs ``(batch, *input_shape)`` in [0, 1] and ``num_classes`` outputs.
 
@@ -179,6 +185,8 @@ def build_model(
             the family's paper does (``ModelEntry.preprocessing``, :func:`arch_preprocessing`).
         rank: TT rank of the convs (None: full). Plain convs are replaced by ``svconv.tt`` layers
             (the first conv is kept); LipConvNet uses SOC-TT layers; AOL architectures take none.
+        layers: LipConvNet only: build it from another library's layers instead of SOC, one of
+            ``svconv.layers.peers.PEERS`` (aoc, bcop, sll, cayley, bjorck); no rank then.
 
     Returns:
         ``nn.Sequential(normalize=Normalize, net=...)`` with a ``tt_report`` attribute when ``rank`` is given
@@ -198,6 +206,13 @@ def build_model(
     c, h, w = shape
     if len(mean) != c or len(std) != c:
         raise ValueError(f"mean and std need one value per input channel ({c}); got {len(mean)} and {len(std)}")
+    if layers is not None:
+        from svconv.layers.peers import peer
+
+        peer(layers)  # a known name, or ValueError listing them
+        if spec.family != "lipconvnet" or rank is not None:
+            raise ValueError(f"layers={layers!r} builds lipconvnet-N without a rank; got arch {arch!r}, rank {rank!r}")
+        spec = dataclasses.replace(spec, layers=layers)
     net = entry.build(spec, c, (h, w), num_classes, rank)
     model = nn.Sequential(OrderedDict(normalize=Normalize(*normalization(entry.preprocessing, mean, std)), net=net))
     model.tt_report = None
