@@ -78,7 +78,7 @@ def test_full_support_circular_conv_top_k_step_equals_the_exact_clip(k):
     torch.testing.assert_close(svdvals(conv, shape), before.clamp(max=c), rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("padding_mode,stride", [("zeros", 1), ("reflect", 2), ("replicate", 1)])
+@pytest.mark.parametrize("padding_mode,stride", [("reflect", 2), ("replicate", 1)])
 def test_top_k_steps_bring_a_conv_to_the_target(padding_mode, stride):
     """Any conv: repeated top-k steps until PowerQR's estimates are at most the target. Each step sets the
     active Rayleigh values to c, so the true norm after the last one exceeds c only by what the warm k-block
@@ -109,8 +109,7 @@ def _tt_bn(seed: int = 0) -> nn.Sequential:
     return nn.Sequential(tt, bn, nn.ReLU())
 
 
-@pytest.mark.parametrize("clip_k", [1, 2])
-def test_fastclip_bn_concat_on_a_tt_layer_bounds_the_composed_operator(clip_k):
+def test_fastclip_bn_concat_on_a_tt_layer_bounds_the_composed_operator(clip_k=2):
     model = _tt_bn()
     tt, bn = model[0], model[1]
     shape = (4, 5, 5)
