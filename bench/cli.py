@@ -35,6 +35,8 @@ grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
                  input_size kernel padding batch
   runner=matrix-norm (bench.matrix_norm): an n x n matrix by full SVD (torch, NumPy) or the power method: n method
                  iters
+  runner=zoo (bench.zoo): one forward + backward of each 1-Lipschitz layer type (conv soc aol aoc bcop sll cayley
+                 bjorck) at equal width: layer channels input_size kernel batch
 """
 
 

@@ -39,8 +39,8 @@ def run_configs(
 
 def run_one(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The row of one config, measured by its runner: ``bench.measure``, or ``bench.clip_target`` /
-    ``bench.soc_tt`` / ``bench.matrix_norm`` for configs that carry ``runner: clip-target`` / ``soc-tt`` /
-    ``matrix-norm``."""
+    ``bench.soc_tt`` / ``bench.matrix_norm`` / ``bench.zoo`` for configs that carry ``runner: clip-target`` /
+    ``soc-tt`` / ``matrix-norm`` / ``zoo``."""
     if cfg.get("runner") == "clip-target":
         from bench.clip_target import run_config as run_clip_target
 
@@ -53,6 +53,10 @@ def run_one(cfg: Mapping[str, Any]) -> dict[str, Any]:
         from bench.matrix_norm import run_config as run_matrix_norm
 
         return run_matrix_norm(cfg)
+    if cfg.get("runner") == "zoo":
+        from bench.zoo import run_config as run_zoo
+
+        return run_zoo(cfg)
     return run_config(cfg)
 
 

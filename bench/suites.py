@@ -11,7 +11,8 @@ A suite file::
 See ``bench.grid`` for the keys of a grid. ``runner: clip-target`` (optional) measures the grids with
 ``bench.clip_target`` (time to reach the target, per strategy and solver) instead of ``bench.measure``;
 ``runner: soc-tt`` times one SOC layer against its SOC-TT versions (``bench.soc_tt``); ``runner: matrix-norm``
-the spectral norm of a dense matrix by full SVD against the power method (``bench.matrix_norm``).
+the spectral norm of a dense matrix by full SVD against the power method (``bench.matrix_norm``); ``runner: zoo``
+one forward + backward of each 1-Lipschitz layer type at equal width (``bench.zoo``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from bench.grid import expand_all
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 #: ``runner`` of a suite file -> what measures its configs (``grid``: ``bench.measure``, the default).
-RUNNERS = ("grid", "clip-target", "soc-tt", "matrix-norm")
+RUNNERS = ("grid", "clip-target", "soc-tt", "matrix-norm", "zoo")
 
 
 @dataclass
@@ -61,6 +62,10 @@ def runner_configs(
         from bench import matrix_norm
 
         return matrix_norm.expand_all(grids, suite, overrides)
+    if runner == "zoo":
+        from bench import zoo
+
+        return zoo.expand_all(grids, suite, overrides)
     return expand_all(grids, suite, overrides)
 
 
