@@ -9,7 +9,7 @@ DESCRIPTION = (
     "Time, peak memory, value and gap to the exact value of every method of computing or controlling the "
     "singular values of a conv layer (plain and TT) or of a whole model, over a suite or a grid; one Parquet "
     "row per configuration in RESULTS/bench/. Shipped suites: quick, seed-fig2, wrn16-10, estimators, scaling, "
-    "clip-to-target, soc-tt, matrix-norm (--list describes them)."
+    "clip-to-target, soc-tt, matrix-norm, zoo (--list describes them)."
 )
 
 EPILOG = """examples:
@@ -22,6 +22,7 @@ EPILOG = """examples:
   svconv bench --grid runner=clip-target method=clip-to-target,division channels=64 input_size=16
   svconv bench soc-tt --figures out/soc_tt.html              # SOC vs SOC-TT inference time over channels
   svconv bench matrix-norm && python -m bench.matrix_norm    # full SVD vs power method, n = 10 ... 5000
+  svconv bench zoo --results out                              # the 1-Lipschitz layers: one training step each
 
 grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
   layer: method channels input_size kernel ndim stride padding rank rank_frac iters k clip_to seed

@@ -1,6 +1,6 @@
 """Seconds per training epoch, and the share of it spent in the SV-control step, per architecture and method.
 
-Issue 4's benchmark: LipConvNet-5 (SOC, and SOC-TT at a rank) and a small WRN (every weight-control
+Issue 4's benchmark: LipConvNet-5 (SOC, SOC-TT at a rank, and the peers' layers of issue 16) and a small WRN (every weight-control
 method, full and TT) on ``mnist5k``. Each cell is one real trial (``svconv.trial.run_trial``, 1 warm-up
 epoch excluded when ``--epochs`` > 1); its rows go to ``--results`` like any trial's, and the table is
 printed and written as ``epoch_time.csv`` beside them.
@@ -24,10 +24,18 @@ def wrn_methods() -> tuple[str, ...]:
     return ("none", *(name for name, cls in entries().items() if cls.bench_model == "control"))
 
 
-def cells(wrn: str, lipconvnet: str, rank: int | None, methods: tuple[str, ...]) -> list[dict]:
-    """The (arch, method, rank) grid of the benchmark."""
-    out = [{"arch": lipconvnet, "method": "soc", "rank": None}]
-    if rank:
+def lipconvnet_methods() -> tuple[str, ...]:
+    """``soc`` and every peer's method whose library imports here (``svconv.layers.peers``): LipConvNet's layers."""
+    from svconv.layers.peers import PEERS, peer_problem
+
+    return ("soc", *(name for name in PEERS if peer_problem(name) is None))
+
+
+def cells(wrn: str, lipconvnet: str, rank: int | None, methods: tuple[str, ...], lipschitz: tuple[str, ...] = ("soc",)) -> list[dict]:
+    """The (arch, method, rank) grid of the benchmark: LipConvNet with each of ``lipschitz``'s layers (SOC also as
+    SOC-TT at ``rank``), the WRN with each of ``methods`` (also TT at ``rank``)."""
+    out = [{"arch": lipconvnet, "method": m, "rank": None} for m in lipschitz]
+    if rank and "soc" in lipschitz:
         out.append({"arch": lipconvnet, "method": "soc", "rank": rank})
     for m in methods:
         out.append({"arch": wrn, "method": m, "rank": None})
@@ -43,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lipconvnet", default="lipconvnet-5", help="default: %(default)s")
     parser.add_argument("--rank", type=int, default=8, help="TT rank of the TT rows; 0: no TT rows (default: %(default)s)")
     parser.add_argument("--methods", default=",".join(wrn_methods()), help="WRN methods (default: %(default)s)")
+    parser.add_argument("--lipschitz", default=",".join(lipconvnet_methods()), help="LipConvNet layers (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per cell; > 1 drops the first (default: %(default)s)")
     parser.add_argument("--n-train", type=int, default=None, help="training images (default: all of mnist5k)")
     parser.add_argument("--batch-size", type=int, default=128, help="default: %(default)s")
@@ -60,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     methods = tuple(m for m in args.methods.split(",") if m)
     rows = []
-    for cell in cells(args.wrn, args.lipconvnet, args.rank or None, methods):
+    lipschitz = tuple(m for m in args.lipschitz.split(",") if m)
+    for cell in cells(args.wrn, args.lipconvnet, args.rank or None, methods, lipschitz):
         config = TrialConfig(
             **cell,
             dataset="mnist5k",

@@ -69,3 +69,17 @@ def test_each_layer_type_runs_one_training_step_and_writes_a_bench_row(tmp_path)
     write_bench_rows(tmp_path, rows)
     df = read_table(tmp_path, "bench")
     assert sorted(df.method) == sorted(layer_types()) and (df.suite == "zoo-test").all()
+
+
+def test_epoch_time_bench_times_lipconvnet_with_every_peer():
+    """bench/epoch_time.py (the seconds per epoch that `sweep run --dry-run` prices trials with) has a LipConvNet
+    cell per peer whose library imports, beside SOC and SOC-TT."""
+    from bench.epoch_time import cells, lipconvnet_methods
+
+    assert lipconvnet_methods() == ("soc", *PEERS)
+    grid = cells("wrn-10-2", "lipconvnet-5", 8, ("none",), lipconvnet_methods())
+    lip = [(c["method"], c["rank"]) for c in grid if c["arch"] == "lipconvnet-5"]
+    assert lip == [("soc", None), *((m, None) for m in PEERS), ("soc", 8)]
+    assert cells("wrn-10-2", "lipconvnet-5", None, ("none",)) == [
+        {"arch": "lipconvnet-5", "method": "soc", "rank": None}, {"arch": "wrn-10-2", "method": "none", "rank": None}
+    ]
