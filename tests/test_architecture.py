@@ -52,3 +52,23 @@ def test_the_graph_sees_relative_and_lazy_imports(tmp_path):
     graph = tool.import_graph(tmp_path, depth=2)
     assert graph["svconv.a"] == {"svconv.b"} and graph["svconv.b"] == {"svconv.a"}
     assert tool.cycles(graph) == [("svconv.a", "svconv.b")]
+
+
+#: Third-party Lipschitz-layer libraries and the one module that may import them (docs/design.md, "Other
+#: libraries' Lipschitz layers"): everything else reaches them through svconv.layers.peers.
+PEER_LIBRARIES = {"orthogonium", "deel", "einops"}
+PEER_HOME = ROOT / "svconv" / "layers" / "peers.py"
+
+
+def test_other_libraries_layers_are_imported_only_by_svconv_layers_peers():
+    import ast
+
+    offenders = []
+    for folder in ("svconv", "svconv_cli", "bench", "sweeps", "analysis", "tools", "tests"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                if any(n.split(".")[0] in PEER_LIBRARIES for n in names) and path != PEER_HOME:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == [], offenders
+    assert "orthogonium" in PEER_HOME.read_text() and "deel.torchlip" in PEER_HOME.read_text()  # the rule is not vacuous
