@@ -232,7 +232,7 @@ def test_optimizers_and_schedules():
     assert lrs["multistep"] == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
     assert lrs["cosine"] == pytest.approx([0.5 * (1 + math.cos(math.pi * e / 10)) for e in range(10)])
     assert lrs["constant"] == [1.0] * 10
-    with pytest.raises(ValueError, match="sgd, adam"):
+    with pytest.raises(ValueError, match="sgd, sgd-nesterov, adam"):
         build_optimizer(model, "rmsprop", 0.1)
 
 
