@@ -86,12 +86,12 @@ def test_peer_method_estimates_its_layers_and_has_no_control_step():
 
 
 def test_a_peer_trial_runs_and_certifies(tmp_path):
-    """A real one-epoch trial on LipConvNet-5 from Björck layers (the cheapest peer on CPU): rows written,
+    """A real one-epoch trial on a narrow LipConvNet-5 (4 channels in the first block) from Björck layers: rows written,
     the certified bound finite and the certified accuracies ordered."""
     from svconv.results import read_table
     from svconv.trial import run_trial
 
-    config = TrialConfig(arch="lipconvnet-5", method="bjorck", dataset="mnist5k", n_train=32, n_test=16, batch_size=16,
+    config = TrialConfig(arch="lipconvnet-5-4", method="bjorck", dataset="mnist5k", n_train=32, n_test=16, batch_size=16,
                          epochs=1, emp_lip_n=4, lr=0.01, device="cpu")  # fmt: skip
     row = run_trial(config, tmp_path, sweep="t", progress=False)
     assert row["status"] == "ok", row["error"]
