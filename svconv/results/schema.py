@@ -20,6 +20,8 @@ CONFIG_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("method", pa.string()),
     ("rank", pa.int64()),  # null: full (not TT-compressed)
     ("clip_to", pa.float64()),
+    ("clip_to_linear", pa.float64()),  # division: target of linear layers; null: clip_to
+    ("clip_to_bn", pa.float64()),  # division: target of batch norms; null: clip_to
     ("lam", pa.float64()),
     ("loss", pa.string()),  # ce | aol-offset
     ("loss_offset", pa.float64()),  # aol-offset: the margin offset trained with (defaults resolved); null for ce
