@@ -59,7 +59,31 @@ def test_names_and_errors():
     for bad in ("resnet50", "wrn-16", "lipconvnet-7", "wrn-15-10", "VGG19", ""):
         with pytest.raises(ValueError, match="small-cnn, lipconvnet-N .* aol-fc"):
             check_arch(bad)
-    assert len(ARCH_PATTERNS) == 11
+    assert len(ARCH_PATTERNS) == 12
+
+
+def test_narrow_names_lipconvnet_n_w_and_aol_fc_w():
+    """lipconvnet-N-W: W channels in the first block (32 in lipconvnet-N); aol-fc-W: W units per layer."""
+    from svconv.config import TrialConfig
+    from svconv.models import tt_rank_limit
+
+    spec = parse_arch("lipconvnet-5-4")
+    assert (spec.family, spec.depth, spec.width) == ("lipconvnet", 5, 4) and parse_arch("lipconvnet-5").width is None
+    assert (parse_arch("aol-fc-128").family, parse_arch("aol-fc-128").width) == ("aol", 128)
+    for bad, why in (("lipconvnet-5-0", "W >= 1"), ("lipconvnet-7-4", "multiple of 5"), ("aol-fc-7", "even W")):
+        with pytest.raises(ValueError, match=why):
+            check_arch(bad)
+    narrow = build("lipconvnet-5-4", MNIST, method="soc")
+    widths = [m.channels for m in narrow.modules() if hasattr(m, "channels")]
+    assert widths == [8, 32, 64, 128, 256, 128]  # 4 -> 8, 16, ... (x4 by the invertible downsampling), classifier
+    assert forward(narrow, MNIST[0]).shape == (2, 10)
+    # the rank limit follows the width: rank 100 compresses no layer at 4 channels, some at 32
+    assert tt_rank_limit("lipconvnet-5-4") < 100 < tt_rank_limit("lipconvnet-5")
+    with pytest.raises(ValueError, match="rank must be below"):
+        TrialConfig(arch="lipconvnet-5-4", method="soc", rank=100)
+    fc = build("aol-fc-128", MNIST, method="aol")
+    assert [m.out_features for m in fc.modules() if isinstance(m, nn.Linear)] == [128] * 8
+    assert forward(fc, MNIST[0]).shape == (2, 10)
 
 
 def test_build_model_argument_errors():

@@ -197,7 +197,7 @@ def test_load_spec_names_the_file(tmp_path):
         load_spec(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("name, n", [("demo", 6), ("wrn16-10-cifar10", 16), ("wrn16-10-cifar100", 16), ("lipconvnet", 27), ("vgg19", 6)])
+@pytest.mark.parametrize("name, n", [("demo", 7), ("wrn16-10-cifar10", 16), ("wrn16-10-cifar100", 16), ("lipconvnet", 27), ("vgg19", 6)])
 def test_shipped_specs_validate(name, n):
     s = load_spec(SWEEPS / f"{name}.yaml")
     assert s.name == name and len(s.trials) == n
@@ -217,7 +217,7 @@ def test_dry_run_lists_every_trial(capsys):
     s = load_spec(SWEEPS / "demo.yaml")
     assert out.startswith(format_trials(s) + "\ncost estimate from bench.epoch_time rows in ")  # then the cost
     assert all(t.trial_id in out for t in s.trials)
-    assert out.splitlines()[0].startswith("sweep demo: 6 trials")
+    assert out.splitlines()[0].startswith("sweep demo: 7 trials")
 
 
 def test_cli_refuses_a_bad_spec_with_exit_2(tmp_path, capsys):

@@ -65,11 +65,11 @@ def layer_shapes(
     yield c_in, num_classes, 1, 1
 
 
-def rank_limit(depth: int, in_channels: int = 3, num_classes: int = 10) -> int | None:
+def rank_limit(depth: int, in_channels: int = 3, num_classes: int = 10, init_channels: int = INIT_CHANNELS) -> int | None:
     """The smallest rank at which no layer becomes an SOC-TT (None: not even rank 1 compresses one). The
     SOC-TT weights grow with the rank, so each layer compresses up to some rank and no further."""
     best = 0
-    for c_in, c_out, k, s in layer_shapes(depth, in_channels, num_classes):
+    for c_in, c_out, k, s in layer_shapes(depth, in_channels, num_classes, init_channels):
         for r in range(best + 1, max(c_in, c_out) + 1):
             if soc_tt_ranks(c_in, c_out, k, s, r) is None:
                 break

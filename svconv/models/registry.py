@@ -1,7 +1,8 @@
 """Architectures by name: parsing, validation and construction, from one dict registry (:data:`MODELS`).
 
-Names: ``small-cnn``, ``lipconvnet-N`` (N = 5, 10, 15, ...), ``wrn-D-W`` (D = 6n + 4), ``vgg19``,
-``resnet18``, ``aol-small``, ``aol-medium``, ``aol-large``, ``aol-fc``, ``aol-std``, ``aol-conv``. Every model
+Names: ``small-cnn``, ``lipconvnet-N`` (N = 5, 10, 15, ...; ``lipconvnet-N-W``: W channels in the first
+block instead of 32), ``wrn-D-W`` (D = 6n + 4), ``vgg19``,
+``resnet18``, ``aol-small``, ``aol-medium``, ``aol-large``, ``aol-fc`` (``aol-fc-W``: W units per layer), ``aol-std``, ``aol-conv``. Every model
 starts with ``Normalize`` (inputs stay in [0, 1]; its mean and std follow the family's paper,
 ``svconv.models.preprocessing``) and is built only from the structural modules of ``blocks.py``.
 """
@@ -19,8 +20,8 @@ import torch
 from torch import nn
 
 from svconv.models.blocks import Normalize
-
 from svconv.models.preprocessing import normalization
+
 @dataclass(frozen=True)
 class ArchSpec:
     """A parsed architecture name: its family and, where the name carries them, depth and width."""
@@ -51,9 +52,9 @@ class ModelEntry:
     check: Callable[[int, "int | None"], "str | None"] | None = None
     tt: bool = True
     builder_takes_rank: bool = False
-
-
     preprocessing: str = "standardize"  # svconv.models.preprocessing.PREPROCESSING: the family's paper's inputs
+
+
 def _small_cnn(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
     from svconv.models.small import small_cnn
 
@@ -79,43 +80,50 @@ def _resnet18(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, r
 
 
 def _lipconvnet(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
-    from svconv.models.lipconvnet import lipconvnet
+    from svconv.models.lipconvnet import INIT_CHANNELS, lipconvnet
     from svconv.models.peer_nets import peer_lipconvnet
 
     if spec.layers is not None:
-        return peer_lipconvnet(spec.layers, spec.depth, c, num_classes, size)
-    return lipconvnet(spec.depth, c, num_classes, size, rank=rank)
+        return peer_lipconvnet(spec.layers, spec.depth, c, num_classes, size, init_channels=spec.width or INIT_CHANNELS)
+    return lipconvnet(spec.depth, c, num_classes, size, rank=rank, init_channels=spec.width or INIT_CHANNELS)
 
 
 def _aol(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
     from svconv.models.aol_nets import AOL_SIZES, aol_conv, aol_fc, aol_patchwise, aol_std
 
-    if spec.name == "aol-fc":
-        return aol_fc(c, num_classes, size)
+    if spec.name == "aol-fc" or spec.name.startswith("aol-fc-"):
+        return aol_fc(c, num_classes, size, width=spec.width)
+    if spec.name in ("aol-std", "aol-conv"):
+        return (aol_std if spec.name == "aol-std" else aol_conv)(c, num_classes, size)
     return aol_patchwise(AOL_SIZES[spec.name], c, num_classes, size)
 
 
 def _check_lipconvnet(depth: int, width: int | None) -> str | None:
-    return None if depth >= 5 and depth % 5 == 0 else "LipConvNet-N needs N a positive multiple of 5"
-    if spec.name in ("aol-std", "aol-conv"):
-        return (aol_std if spec.name == "aol-std" else aol_conv)(c, num_classes, size)
+    ok = depth >= 5 and depth % 5 == 0 and (width is None or width >= 1)
+    return None if ok else "LipConvNet-N(-W) needs N a positive multiple of 5 and W >= 1"
+
+
+def _check_aol_fc(depth: int | None, width: int | None) -> str | None:
+    return None if width >= 2 and width % 2 == 0 else "AOL-FC-W needs an even W >= 2 (MaxMin pairs the units)"
 
 
 def _check_wrn(depth: int, width: int | None) -> str | None:
     return None if depth >= 10 and (depth - 4) % 6 == 0 and width >= 1 else "WRN-D-W needs D = 6n + 4 >= 10 and W >= 1"
 
 
+#: The AOL architectures (Prach & Lampert 2022; svconv.models.aol_nets).
+AOL_ARCHS = ("aol-small", "aol-medium", "aol-large", "aol-fc", "aol-std", "aol-conv")
+
 #: Architectures by name (or name pattern): adding one is one entry here and its builder.
 MODELS: dict[str, ModelEntry] = {
     "small-cnn": ModelEntry("small-cnn", _small_cnn),
     # the SOC reference code's inputs: centred, one std for all channels (Singla & Feizi 2021)
     "lipconvnet-N": ModelEntry(
-        "lipconvnet", _lipconvnet, r"lipconvnet-(\d+)", _check_lipconvnet, builder_takes_rank=True, preprocessing="center-scale"
+        "lipconvnet", _lipconvnet, r"lipconvnet-(?P<depth>\d+)(?:-(?P<width>\d+))?", _check_lipconvnet, builder_takes_rank=True, preprocessing="center-scale"
     ),
-    "wrn-D-W": ModelEntry("wrn", _wrn, r"wrn-(\d+)-(\d+)", _check_wrn),
-#: The AOL architectures (Prach & Lampert 2022; svconv.models.aol_nets).
-AOL_ARCHS = ("aol-small", "aol-medium", "aol-large", "aol-fc", "aol-std", "aol-conv")
-
+    "wrn-D-W": ModelEntry("wrn", _wrn, r"wrn-(?P<depth>\d+)-(?P<width>\d+)", _check_wrn),
+    # a narrower AOL-FC (W units per layer instead of 4 h w): the demo's AOL net
+    "aol-fc-W": ModelEntry("aol", _aol, r"aol-fc-(?P<width>\d+)", _check_aol_fc, tt=False, preprocessing="none"),
     "vgg19": ModelEntry("vgg19", _vgg19),
     "resnet18": ModelEntry("resnet18", _resnet18),
     # AOL rescales the full kernel: no TT form; its reference code feeds the images in [0, 1] unchanged
@@ -123,7 +131,8 @@ AOL_ARCHS = ("aol-small", "aol-medium", "aol-large", "aol-fc", "aol-std", "aol-c
 }
 ARCH_PATTERNS = tuple(MODELS)
 _KNOWN = (
-    "small-cnn, lipconvnet-N (N a multiple of 5, e.g. lipconvnet-5, lipconvnet-20), "
+    "small-cnn, lipconvnet-N (N a multiple of 5, e.g. lipconvnet-5, lipconvnet-20), lipconvnet-N-W (first block "
+    "W channels instead of 32, e.g. lipconvnet-5-8), aol-fc-W (W units per layer, e.g. aol-fc-256), "
     "wrn-D-W (D = 6n + 4, e.g. wrn-16-10), vgg19, resnet18, " + ", ".join(AOL_ARCHS)
 )
 
@@ -138,8 +147,7 @@ def arch_entry(name: str) -> tuple[ArchSpec, ModelEntry]:
     for entry in MODELS.values():
         m = re.fullmatch(entry.pattern, name) if entry.pattern else None
         if m:
-            depth, *rest = (int(g) for g in m.groups())
-            width = rest[0] if rest else None
+            depth, width = (None if g is None else int(g) for g in (m.groupdict().get(k) for k in ("depth", "width")))
             problem = entry.check(depth, width) if entry.check else None
             if problem:
                 raise ValueError(f"arch {name!r}: {problem}; known: {_KNOWN}")
@@ -147,14 +155,14 @@ def arch_entry(name: str) -> tuple[ArchSpec, ModelEntry]:
     raise ValueError(f"unknown arch {name!r}; known: {_KNOWN}")
 
 
-def parse_arch(name: str) -> ArchSpec:
-    """Parse and validate an architecture name; ValueError listing the known names otherwise."""
-    return arch_entry(name)[0]
-
-
 def arch_preprocessing(name: str) -> str:
     """The input preprocessing convention of architecture ``name`` (``svconv.models.preprocessing``)."""
     return arch_entry(name)[1].preprocessing
+
+
+def parse_arch(name: str) -> ArchSpec:
+    """Parse and validate an architecture name; ValueError listing the known names otherwise."""
+    return arch_entry(name)[0]
 
 
 def check_arch(name: str) -> str:
@@ -237,9 +245,9 @@ def tt_rank_limit(arch: str) -> int | None:
     if not entry.tt:
         return None
     if spec.family == "lipconvnet":
-        from svconv.models.lipconvnet import rank_limit
+        from svconv.models.lipconvnet import INIT_CHANNELS, rank_limit
 
-        return rank_limit(spec.depth)
+        return rank_limit(spec.depth, init_channels=spec.width or INIT_CHANNELS)
     from svconv.tt import compressing_rank
 
     with torch.device("meta"):
