@@ -227,6 +227,8 @@ class PeerLayer(nn.Module):
         plain = self.export()
         if plain is None:
             return self.claim
+        if not bool(torch.isfinite(plain.weight).all()):
+            return math.inf  # a diverged orthogonalisation certifies nothing
         with torch.no_grad():
             if isinstance(plain, nn.Linear):
                 norm = float(torch.linalg.matrix_norm(plain.weight.double(), 2))
@@ -237,8 +239,7 @@ class PeerLayer(nn.Module):
                     if not exact:
                         exact_norm = min(exact_norm, folded_circular_norm(plain, input_shape[1:]) or exact_norm)
                     norm = min(norm, exact_norm)
-        # a non-finite kernel (a diverged orthogonalisation) certifies nothing; max() would drop a NaN
-        return max(self.claim, norm) if math.isfinite(norm) else math.inf
+        return max(self.claim, norm) if math.isfinite(norm) else math.inf  # max(claim, nan) would be the claim
 
 
 def unrolled_bound(conv: nn.Conv2d) -> float:
