@@ -199,7 +199,7 @@ def test_bcop_kernel_is_finite_for_arbitrary_parameters_in_eval_mode():
 @pytest.mark.parametrize("padding_mode,n", [("zeros", 4), ("zeros", 2), ("circular", 4), ("circular", 2)])
 def test_unrolled_bound_is_a_bound(padding_mode, n):
     """sqrt(k1 k2) ||W_mat|| is never below the dense norm (random kernels, zeros or circular padding, a kernel
-    larger than the map too); a strided conv gets inf."""
+    larger than the map too); a strided conv and reflect padding get inf."""
     from svconv.layers.peers import unrolled_bound
 
     gen = torch.Generator().manual_seed(5)
@@ -210,3 +210,4 @@ def test_unrolled_bound_is_a_bound(padding_mode, n):
             sigma = norm(dense_operator(conv, (3, n, n)))
         assert sigma <= unrolled_bound(conv)
     assert unrolled_bound(torch.nn.Conv2d(3, 4, 3, stride=2)) == float("inf")
+    assert unrolled_bound(torch.nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect")) == float("inf")

@@ -244,12 +244,14 @@ class PeerLayer(nn.Module):
 
 def unrolled_bound(conv: nn.Conv2d) -> float:
     """``sqrt(k_1 k_2) ||W_mat||_2`` (``W_mat``: the ``c_out x c_in k_1 k_2`` unrolled kernel), a certified
-    bound on a stride-1, ungrouped conv with any padding: each output pixel is ``W_mat`` times the patch it
-    reads, and an input pixel lies in at most ``k_1 k_2`` patches (Cisse et al. 2017; deel-torchlip's
-    Björck convs are scaled by its inverse). inf for another conv. Float64, with the rounding margin."""
+    bound on a stride-1, ungrouped conv with zeros or circular padding: each output pixel is ``W_mat`` times
+    the patch it reads, and an input pixel lies in at most ``k_1 k_2`` patches (Cisse et al. 2017;
+    deel-torchlip's Björck convs are scaled by its inverse). inf for another conv (reflect and replicate
+    padding copy border pixels into more patches). Float64, with the rounding margin."""
     from svconv.spectrum.bounds import ROUNDING
 
-    if tuple(conv.stride) != (1, 1) or tuple(conv.dilation) != (1, 1) or conv.groups != 1:
+    plain = tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1) and conv.groups == 1
+    if not plain or conv.padding_mode not in ("zeros", "circular"):
         return math.inf
     w = conv.weight.detach().double()
     norm = float(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), 2))
