@@ -232,7 +232,7 @@ def test_submit_runs_the_spec_as_a_job_and_its_rows_land(ray_head, ray_cluster, 
     assert {r["trial_id"] for r in rows} == expected
     assert {r["status"] for r in rows} == {"ok"}
     assert svconv_main(["sweep", "status", "submit-tiny", "--storage", str(storage)]) == 0
-    assert "ok: 2  diverged: 0  failed: 0  unfinished: 0" in capsys.readouterr().out
+    assert "ok: 2  diverged: 0  failed: 0  stopped: 0  unfinished: 0" in capsys.readouterr().out
 
     # the same asked of the cluster, as from a machine that does not mount the storage (token from --token-file)
     os.environ.pop("RAY_AUTH_TOKEN_PATH")
