@@ -355,10 +355,10 @@ def _trials_row(
     state: _Progress,
     start: datetime,
 ) -> dict[str, Any]:
-    device = state.device or torch.device("cpu")
-    epoch_times = [r["epoch_time_s"] for r in state.history]
     from svconv.models import arch_preprocessing
 
+    device = state.device or torch.device("cpu")
+    epoch_times = [r["epoch_time_s"] for r in state.history]
     train_time = float(sum(epoch_times))
     control_time = float(sum(r["control_time_s"] for r in state.history))
     row: dict[str, Any] = {
@@ -370,9 +370,9 @@ def _trials_row(
         # the offset and temperature trained with, defaults resolved (null for ce)
         **dict(zip(("loss_offset", "loss_temperature"), resolve_loss(config.loss, config.loss_offset, config.loss_temperature))),
         "config_json": canonical_json(config.to_dict()),
+        "preprocessing": arch_preprocessing(config.arch),
         **state.metrics,
         "compression": state.compression,
-        "preprocessing": arch_preprocessing(config.arch),
         "final_train_loss": state.history[-1]["train_loss"] if state.history else None,
         "epochs_done": len(state.history),
         "train_time_s": train_time,
