@@ -28,17 +28,13 @@ from bench.grid import bench_id, expand
 from bench.measure import Skip, _dtype, _measured
 from bench.measure import run_config as run_measured
 from bench.timing import time_calls
+from svconv.spectrum._checks import check_count
 
 RUNNER = "soc-tt"
 METHOD = "soc"
 PADDINGS = ("zeros", "circular")
 EVAL_TERMS = 12  # svconv.layers.SOC's default in eval mode
 
-
-def _batch(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"batch must be an int >= 1; got {value!r}")
-    return value
 
 
 def expand_grid(grid: Mapping[str, Any], suite: str, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -49,7 +45,7 @@ def expand_grid(grid: Mapping[str, Any], suite: str, overrides: Mapping[str, Any
     if method != METHOD:
         raise ValueError(f"method must be {METHOD} for runner {RUNNER}; got {method!r}")
     batch = grid.pop("batch", 1)
-    batches = [_batch(b) for b in (batch if isinstance(batch, list) else [batch])]
+    batches = [check_count(b, "batch") for b in (batch if isinstance(batch, list) else [batch])]
     channels = grid.get("channels", 64)
     for c in channels if isinstance(channels, list) else [channels]:
         if isinstance(c, list):

@@ -26,6 +26,7 @@ from bench.grid import bench_id, expand
 from bench.measure import Skip, _dtype, _measured
 from bench.measure import run_config as run_measured
 from bench.timing import time_calls
+from svconv.spectrum._checks import check_count
 
 RUNNER = "zoo"
 
@@ -44,11 +45,6 @@ def padding_of(layer: str) -> str:
     return PEERS[layer].padding if layer in PEERS else "zeros"
 
 
-def _positive(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key} must be an int >= 1; got {value!r}")
-    return value
-
 
 def expand_grid(grid: Mapping[str, Any], suite: str, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """The canonical configs of one grid of this runner (see the module doc), duplicates dropped; a bad value
@@ -61,7 +57,7 @@ def expand_grid(grid: Mapping[str, Any], suite: str, overrides: Mapping[str, Any
         if name not in known:
             raise ValueError(f"layer must be one of {', '.join(known)}; got {name!r}")
     batch = grid.pop("batch", 16)
-    batches = [_positive("batch", b) for b in (batch if isinstance(batch, list) else [batch])]
+    batches = [check_count(b, "batch") for b in (batch if isinstance(batch, list) else [batch])]
     for c in grid.get("channels", 64) if isinstance(grid.get("channels"), list) else [grid.get("channels", 64)]:
         if isinstance(c, list):
             raise ValueError(f"channels must be an int per value (the layers are square); got {c!r}")
