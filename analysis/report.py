@@ -79,7 +79,8 @@ class _Builder:
     def _need_ok(self) -> str:
         if self.trials.empty:
             return "need trials with status ok (there are no trials)"
-        return f"need trials with status ok (all {len(self.trials)} trials failed or diverged)"
+        counts = self.trials["status"].value_counts().sort_index()
+        return f"need trials with status ok (none of {len(self.trials)}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")"
 
     def _combos(self) -> list[tuple[str, str, pd.DataFrame]]:
         return [(str(d), str(a), g) for (d, a), g in self.ok.groupby(["dataset", "arch"], sort=True)]

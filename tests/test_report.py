@@ -253,7 +253,7 @@ def test_partial_folders(tmp_path):
                                             arch="a", method="clip", seed=0)])  # fmt: skip
     report = render_report(load_results(failed), "f")
     text = _text(report.html)
-    assert "all 1 trials failed or diverged" in text and "ValueError: bad" in text
+    assert "none of 1: 1 failed" in text and "ValueError: bad" in text
     assert report.n_figures == 0
 
 
