@@ -138,6 +138,10 @@ def _job(env: dict, args: list[str], log: Path, probe_auth: bool = False) -> tup
     return text, codes
 
 
+#: What `ray start --block` prints when the raylet died because one of Ray's agents failed to start.
+RAY_AGENT_FAILED = "because one Ray agent failed"
+
+
 def _assert_ray_is_gone(marker: str) -> None:
     """None of the job's processes is left (they may take a moment to exit)."""
     deadline = time.monotonic() + 20
@@ -155,8 +159,19 @@ def test_the_batch_script_starts_ray_runs_the_sweep_and_stops_ray(slurm_job, tmp
         "resources: {cpus: 1, gpus: 0}\n"
     )
     results, storage = tmp_path / "results", tmp_path / "storage"
-    text, codes = _job(slurm_job, [str(spec), "--results", str(results), "--storage", str(storage)],
-                       tmp_path / "run.log", probe_auth=True)
+    args = [str(spec), "--results", str(results), "--storage", str(storage)]
+    try:
+        text, codes = _job(slurm_job, args, tmp_path / "run.log", probe_auth=True)
+    except AssertionError:
+        # Ray's own start-up, not the script, failed once on a loaded 2-core machine (the raylet's runtime-env
+        # agent died at start); only that failure gets one more job, from a clean slate
+        if RAY_AGENT_FAILED not in (tmp_path / "run.log").read_text():
+            raise
+        _assert_ray_is_gone(slurm_job[MARKER])
+        shutil.rmtree(results, ignore_errors=True)
+        shutil.rmtree(storage, ignore_errors=True)
+        Path(slurm_job["SHIM_LOG"]).unlink(missing_ok=True)
+        text, codes = _job(slurm_job, args, tmp_path / "run.log", probe_auth=True)
 
     # token authentication: the token made for the user (readable by them only), refused without it
     assert codes == (401, 403, 200), codes
