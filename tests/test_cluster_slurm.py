@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 
 from svconv.results import read_table
 from sweeps.spec import load_spec
+from test_sweep_submit import free_port  # one home for picking Ray's ports in the tests
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "clusters" / "slurm" / "svconv-sweep.sbatch"
@@ -42,12 +42,6 @@ echo "scontrol $*" >> "$SHIM_LOG"
 [[ $1 == show && $2 == hostnames ]] || exit 1
 tr ',' '\\n' <<< "$3"
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _marked_processes(marker: str) -> list[int]:
@@ -77,7 +71,7 @@ def slurm_job(tmp_path):
     home.mkdir()
     ray_tmp = tempfile.mkdtemp(prefix="svsl-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     marker = secrets.token_hex(8)
-    ports = {name: _free_port() for name in ("gcs", "dashboard", "client", "agent", "metrics", "runtime_env")}
+    ports = {name: free_port() for name in ("gcs", "dashboard", "client", "agent", "metrics", "runtime_env")}
     env = {
         "PATH": os.pathsep.join([str(shims), str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
         "HOME": str(home), "LANG": "C.UTF-8", "SHIM_LOG": str(tmp_path / "slurm-calls.log"), MARKER: marker,

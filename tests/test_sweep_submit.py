@@ -51,7 +51,8 @@ class Head:
 # a real local head
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago (Ray takes it a little later)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -79,15 +80,15 @@ def ray_cluster():
     temp_dir = tempfile.mkdtemp(prefix="svray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     token_file = Path(temp_dir) / "auth_token"
     token_file.write_text(secrets.token_hex(32))
-    dash_port, gcs_port = _free_port(), _free_port()
+    dash_port, gcs_port = free_port(), free_port()
     head_env = {**os.environ, **RAY_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file),
                 "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = [
         str(VENV_BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
         "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
         "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash_port),
-        "--ray-client-server-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port()),
-        "--metrics-export-port", str(_free_port()), "--runtime-env-agent-port", str(_free_port()),
+        "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+        "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
         "--temp-dir", temp_dir, "--num-cpus", "2", "--num-gpus", "0",
     ]
     log = open(Path(temp_dir) / "ray_start.log", "w")
@@ -268,7 +269,7 @@ def test_bad_spec_or_address_is_refused_before_anything_is_submitted(ray_head, r
     assert "dashboard URL, e.g. http://HEAD:8265" in capsys.readouterr().err
     assert svconv_main(["sweep", "submit", str(good), "--address", ray_head, "--results", "results"]) == 2
     assert "--results must be an absolute path on the cluster" in capsys.readouterr().err
-    nobody = f"http://127.0.0.1:{_free_port()}"
+    nobody = f"http://127.0.0.1:{free_port()}"
     assert svconv_main(["sweep", "submit", str(good), "--address", nobody]) == 2
     assert f"--address {nobody}: no Ray dashboard answers there" in capsys.readouterr().err
     assert len(client.list_jobs()) == before
