@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from svconv.kinds import LayerKind, layer_kind
-from svconv.layers.peers import PEERS, PeerLayer, folded_circular_norm, peer, peer_conv, peer_linear
+from svconv.layers.peers import PEERS, PeerLayer, peer, peer_conv, peer_linear
+from svconv.spectrum.bounds import folded_circular_norm
 from svconv.spectrum import dense_operator
 
 TOL = 1e-9  # float64 orthogonalisation and rounding

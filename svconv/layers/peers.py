@@ -222,7 +222,7 @@ class PeerLayer(nn.Module):
         The certified norm is the overlap bound :func:`unrolled_bound` when that is within 1e-5 of the claim
         (Björck's convs: one SVD, where the exact norm of a 1024-channel 3x3 conv on a padded grid takes a
         minute of CPU), else the exact one (``conv_layer_bound``, or :func:`folded_circular_norm`)."""
-        from svconv.spectrum.bounds import conv_layer_bound
+        from svconv.spectrum.bounds import conv_layer_bound, folded_circular_norm
 
         plain = self.export()
         if plain is None:
@@ -256,28 +256,6 @@ def unrolled_bound(conv: nn.Conv2d) -> float:
     w = conv.weight.detach().double()
     norm = float(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), 2))
     return math.sqrt(w.shape[2] * w.shape[3]) * norm * (1 + ROUNDING)
-
-
-def folded_circular_norm(conv: nn.Conv2d, spatial: Sequence[int]) -> float | None:
-    """Exact spectral norm of a stride-1 conv with circular 'same' padding on a map of size ``spatial``, also
-    when the kernel is larger than the map (e.g. 3x3 on 2x2, LipConvNet's fourth block), or None for any
-    other conv. The wrap-around makes the layer the periodic conv on the map with the kernel folded onto it
-    (``W_f[j] = sum of W[p] over p = j mod n``; the padding offset is a shift), whose norm is exact
-    (``svconv.spectrum.conv_spectral_norm``, with its rounding margin). ``conv_layer_bound`` bounds such a layer through a padded grid
-    and the copy norm of the padding (2 for 3x3 on 2x2), twice this norm for an orthogonal kernel."""
-    from svconv.spectrum import conv_spectral_norm
-    from svconv.spectrum.bounds import ROUNDING
-
-    n = [int(v) for v in spatial]
-    same = conv.padding == "same" or all(2 * p == k - 1 for p, k in zip(conv.padding, conv.kernel_size))
-    if conv.padding_mode != "circular" or not same or tuple(conv.stride) != (1, 1) or tuple(conv.dilation) != (1, 1) or conv.groups != 1:
-        return None
-    w = conv.weight.detach().double()
-    folded = w.new_zeros(*w.shape[:2], *n)
-    for i in range(w.shape[2]):
-        for j in range(w.shape[3]):
-            folded[:, :, i % n[0], j % n[1]] += w[:, :, i, j]
-    return float(conv_spectral_norm(folded, n)) * (1 + ROUNDING)
 
 
 def peer_conv(method: str, c_in: int, c_out: int, kernel: int) -> PeerLayer:

@@ -93,3 +93,22 @@ def conv_layer_bound(conv: Any, input_shape: Sequence[int], method: str = "exact
     per_group = conv.out_channels // conv.groups
     bound = max(geometry_bound(w[i * per_group : (i + 1) * per_group], geom, method) for i in range(conv.groups))
     return bound, method == "exact" and geom.exact
+
+
+def folded_circular_norm(conv: torch.nn.Conv2d, spatial: Sequence[int]) -> float | None:
+    """Exact spectral norm of a stride-1 conv with circular 'same' padding on a map of size ``spatial``, also
+    when the kernel is larger than the map (e.g. 3x3 on 2x2, LipConvNet's fourth block), or None for any
+    other conv. The wrap-around makes the layer the periodic conv on the map with the kernel folded onto it
+    (``W_f[j] = sum of W[p] over p = j mod n``; the padding offset is a shift), whose norm is exact
+    (``svconv.spectrum.conv_spectral_norm``, with its rounding margin). ``conv_layer_bound`` bounds such a layer through a padded grid
+    and the copy norm of the padding (2 for 3x3 on 2x2), twice this norm for an orthogonal kernel."""
+    n = [int(v) for v in spatial]
+    same = conv.padding == "same" or all(2 * p == k - 1 for p, k in zip(conv.padding, conv.kernel_size))
+    if conv.padding_mode != "circular" or not same or tuple(conv.stride) != (1, 1) or tuple(conv.dilation) != (1, 1) or conv.groups != 1:
+        return None
+    w = conv.weight.detach().double()
+    folded = w.new_zeros(*w.shape[:2], *n)
+    for i in range(w.shape[2]):
+        for j in range(w.shape[3]):
+            folded[:, :, i % n[0], j % n[1]] += w[:, :, i, j]
+    return float(conv_spectral_norm(folded, n)) * (1 + ROUNDING)
