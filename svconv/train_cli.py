@@ -46,7 +46,8 @@ FIELD_HELP: dict[str, str] = {
     "seed": "seed of initialisation, shuffling and augmentation",
     "epochs": "training epochs",
     "batch_size": "training batch size",
-    "lr": "initial learning rate",
+    "lr": "initial learning rate; none: the architecture family's default for the optimiser (sgd or adam; "
+    "svconv.models.default_lr)",
     "optimizer": "optimiser: sgd, sgd-nesterov, adam",
     "momentum": "SGD momentum",
     "weight_decay": "L2 weight decay",

@@ -33,6 +33,16 @@ class ArchSpec:
     layers: str | None = None  # LipConvNet: another library's layers instead of SOC (svconv.layers.peers)
 
 
+@dataclass(frozen=True)
+class LearningRates:
+    """A family's default initial learning rate per optimiser kind (``TrialConfig.lr`` None): ``sgd`` for
+    sgd and sgd-nesterov, ``adam`` for adam. Measured so that a short trial on mnist5k learns
+    (``svconv.metrics.learned``); docs/design.md has the numbers."""
+
+    sgd: float
+    adam: float
+
+
 Builder = Callable[[ArchSpec, int, tuple[int, int], int, "int | None"], nn.Module]
 
 
@@ -43,7 +53,8 @@ class ModelEntry:
     ``family``: what methods and reports group by; ``build(spec, in_channels, (h, w), num_classes, rank)``
     returns the network after ``Normalize``; ``pattern``: for parametrised names, a regex whose groups are
     ``depth`` (and ``width``), with ``check(depth, width)`` returning an error text or None; ``tt``: whether
-    a TT rank may be given (``rank``: ``svconv.tt.to_tt`` after building, unless the builder takes it).
+    a TT rank may be given (``rank``: ``svconv.tt.to_tt`` after building, unless the builder takes it);
+    ``lr``: the family's default learning rates (:func:`default_lr`).
     """
 
     family: str
@@ -53,6 +64,7 @@ class ModelEntry:
     tt: bool = True
     builder_takes_rank: bool = False
     preprocessing: str = "standardize"  # svconv.models.preprocessing.PREPROCESSING: the family's paper's inputs
+    lr: LearningRates = LearningRates(sgd=0.1, adam=1e-3)
 
 
 def _small_cnn(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
@@ -153,6 +165,17 @@ def arch_entry(name: str) -> tuple[ArchSpec, ModelEntry]:
                 raise ValueError(f"arch {name!r}: {problem}; known: {_KNOWN}")
             return ArchSpec(name, entry.family, depth=depth, width=width), entry
     raise ValueError(f"unknown arch {name!r}; known: {_KNOWN}")
+
+
+def default_lr(arch: str, optimizer: str) -> float:
+    """The initial learning rate of ``arch``'s family for ``optimizer`` (sgd, sgd-nesterov, adam): what a
+    trial without an ``lr`` trains at (``ModelEntry.lr``). ValueError names a bad arch or optimiser."""
+    rates = arch_entry(arch)[1].lr
+    if optimizer in ("sgd", "sgd-nesterov"):
+        return rates.sgd
+    if optimizer == "adam":
+        return rates.adam
+    raise ValueError(f"optimizer must be one of sgd, sgd-nesterov, adam; got {optimizer!r}")
 
 
 def arch_preprocessing(name: str) -> str:
