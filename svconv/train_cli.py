@@ -82,6 +82,7 @@ SUMMARY = (
     ("corruption_acc", "CIFAR-C accuracy (%)", "{:.2f}"),
     ("compression", "compression ratio", "{:.3g}"),
     ("final_train_loss", "final train loss", "{:.4f}"),
+    ("learned", "learned (svconv.metrics.learned)", "{}"),
     ("epochs_done", "epochs done", "{}"),
     ("train_time_s", "train time (s)", "{:.2f}"),
     ("epoch_time_s", "time per epoch (s)", "{:.2f}"),
@@ -177,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
     if row["status"] != "ok":
         print(f"svconv train: trial {row['trial_id']} {row['status']}: {row['error']}", file=sys.stderr)
         return 1
+    if row.get("learned") is False:
+        print(f"svconv train: warning: trial {row['trial_id']} did not learn (test accuracy near chance and the training "
+              f"loss not falling) at lr {config.lr:g}; try another --lr or more --epochs", file=sys.stderr)  # fmt: skip
     return 0
 
 

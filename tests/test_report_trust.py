@@ -140,3 +140,24 @@ def test_lr_none_is_the_familys_default_and_the_trial_id_carries_it():
     assert TrialConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="optimizer must be one of"):
         default_lr("small-cnn", "rmsprop")
+
+
+def test_sweep_status_counts_and_lists_trials_that_did_not_learn(tmp_path, capsys):
+    from sweeps.spec import load_spec
+    from sweeps.state import SweepState
+    from sweeps.status import status_rows, sweep_status
+    from svconv_cli.main import main
+    from tests.test_results_store import _spec
+
+    storage, results = tmp_path / "storage", tmp_path / "results"
+    state = SweepState.from_spec(load_spec(_spec(tmp_path)), results, storage)
+    state.save()
+    good, dull = (t["trial_id"] for t in state.trials)
+    for tid, learned in ((good, True), (dull, False)):
+        write_rows(results, "trials", tid, [{"trial_id": tid, "sweep": state.name, "status": "ok", "learned": learned}])
+    status = sweep_status(state.name, storage)
+    assert status.counts["ok"] == 2 and [t.trial_id for t in status.unlearned] == [dull] and status.complete
+    assert [r["learned"] for r in status_rows(status)] == [True, False]
+    assert main(["sweep", "status", state.name, "--storage", str(storage)]) == 0
+    out = capsys.readouterr().out
+    assert "1 did not learn" in out and f"did not learn (1; check the learning rate): {dull}" in out
