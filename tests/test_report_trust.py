@@ -161,3 +161,23 @@ def test_sweep_status_counts_and_lists_trials_that_did_not_learn(tmp_path, capsy
     assert main(["sweep", "status", state.name, "--storage", str(storage)]) == 0
     out = capsys.readouterr().out
     assert "1 did not learn" in out and f"did not learn (1; check the learning rate): {dull}" in out
+
+
+def test_a_real_trial_at_a_rate_too_small_to_learn_is_written_and_reported_as_such(tmp_path, capsys):
+    """Two real trials through `svconv train`: lr 1e-12 ends at 12.5 % on 4 classes with a flat loss, lr 0.05 at
+    100 %; the rows say which learned, the CLI warns about the first and the report keeps it off the front."""
+    from svconv.results import read_table
+    from svconv_cli.main import main
+
+    tiny = ["--dataset", "synthetic", "--n-train", "128", "--n-test", "64", "--epochs", "2", "--batch-size", "32",
+            "--emp-lip-n", "0", "--device", "cpu", "--results", str(tmp_path)]  # fmt: skip
+    assert main(["train", *tiny, "--lr", "1e-12"]) == 0  # it ran: ok, but it says it did not learn
+    assert "did not learn" in capsys.readouterr().err
+    assert main(["train", *tiny, "--lr", "0.05"]) == 0
+    assert "did not learn" not in capsys.readouterr().err
+    rows = read_table(tmp_path, "trials").set_index("lr")
+    assert rows.loc[1e-12, "learned"] == False and rows.loc[0.05, "learned"] == True  # noqa: E712 (numpy bools)
+    report = render_report(load_results(tmp_path), "t")
+    assert report.tables["pareto_points"]["config"].nunique() == 1 and "1 did not learn" in report.html
+    drawn = render_report(load_results(tmp_path), "t", include_unlearned=True).tables["pareto_points"]["config"]
+    assert set(drawn.str.extract(r"lr=(\S+)")[0]) == {"1e-12", "0.05"}
