@@ -361,7 +361,8 @@ def build_report(
     as CSV in ``<output stem>_csv/`` and the figures as PNG in ``<output stem>_png/``.
 
     PNG needs the optional ``kaleido`` package; without it the other formats are written and
-    ``Written.warnings`` says why PNG was skipped. ``include_unlearned``: as :func:`render_report`. Raises ValueError if ``results_dir`` is not a folder.
+    ``Written.warnings`` says why PNG was skipped. ``include_unlearned``: as :func:`render_report`. Raises
+    ValueError if ``results_dir`` is not a folder.
     """
     formats = parse_formats(formats)
     src = Path(results_dir)

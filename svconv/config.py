@@ -63,7 +63,10 @@ class TrialConfig:
         self.validate()
 
     def _resolve_lr(self) -> None:
-        """Replace lr None by the family's default, so that the trial id and every row carry the lr trained at."""
+        """Replace lr None by the family's default, so that the trial id and every row carry the lr trained at.
+
+        The resolved value is a field like any other: ``dataclasses.replace(config, arch=...)`` keeps it; pass
+        ``lr=None`` there to take the new family's."""
         if self.lr is not None or not isinstance(self.arch, str) or self.optimizer not in OPTIMIZERS:
             return
         from svconv.models import default_lr
