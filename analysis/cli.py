@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "png: figures in <output stem>_png/ (needs the optional kaleido package)",
     )  # fmt: skip
     parser.add_argument("--title", default=None, help="page title (default: 'svconv report: RESULTS_DIR')")
+    parser.add_argument(
+        "--include-unlearned", action="store_true",
+        help="draw trials that did not learn (trials column learned false) on the Pareto fronts; by default they "
+        "are left out there, and marked in the tables and figures",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.format)
     output = Path(args.output) if args.output else Path(args.results_dir) / "report.html"
-    written = build_report(args.results_dir, output, formats, title=args.title, progress=sys.stderr.isatty())
+    written = build_report(args.results_dir, output, formats, title=args.title, progress=sys.stderr.isatty(),
+                           include_unlearned=args.include_unlearned)  # fmt: skip
     report = written.report
     if written.html:
         print(f"report: {written.html} ({report.n_figures} figures)")

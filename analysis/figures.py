@@ -439,7 +439,7 @@ def layer_norms(layers: pd.DataFrame, trials: pd.DataFrame, title: str, colors: 
     """Mean spectral norm per layer (error bars: min to max over trials) for each method · rank."""
     if layers.empty:
         return Missing("needs per-layer spectral norms (layers table) for these trials")
-    info = trials[["trial_id", "method", "rank", "clip_to"]]
+    info = trials[["trial_id", "method", "rank", "clip_to", *(["label"] if "label" in trials else [])]]
     lay = layers.drop(columns=["rank"], errors="ignore").merge(info, on="trial_id", how="inner")
     lay = lay[_num(lay["spectral_norm"]).notna()]
     if lay.empty:
@@ -447,10 +447,11 @@ def layer_norms(layers: pd.DataFrame, trials: pd.DataFrame, title: str, colors: 
     lay = lay.assign(spectral_norm=_num(lay["spectral_norm"]))
     order = list(dict.fromkeys(lay["layer"]))  # model order as written
     varies = lay["clip_to"].nunique() > 1
-    lay = lay.assign(
-        label=[config_label(m, r) + (f" · c={float(c):g}" if varies and m != "none" else "")
-               for m, r, c in zip(lay["method"], lay["rank"], lay["clip_to"])]
-    )  # fmt: skip
+    if "label" not in lay:  # trials from prepare_trials carry a label per configuration (every option that varies)
+        lay = lay.assign(
+            label=[config_label(m, r) + (f" · c={float(c):g}" if varies and m != "none" else "")
+                   for m, r, c in zip(lay["method"], lay["rank"], lay["clip_to"])]
+        )  # fmt: skip
     agg = lay.groupby(["label", "method", "layer"]).spectral_norm.agg(["mean", "min", "max", "size"]).reset_index()
     pos = {l: i for i, l in enumerate(order)}
     fig = go.Figure()

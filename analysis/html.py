@@ -43,6 +43,7 @@ th, td { padding: 3px 8px; border-bottom: 1px solid var(--line); text-align: rig
 th { background: #eef1f5; position: sticky; top: 0; text-align: center; }
 td.text, th.text { text-align: left; }
 tr.paper td { background: var(--paper); font-style: italic; }
+tr.unlearned td { color: var(--muted); }  /* a configuration with trials that did not learn (trials column learned) */
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 8px 0; }
 dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; }
 .figure { margin: 10px 0 18px; break-inside: avoid; page-break-inside: avoid; }

@@ -51,8 +51,9 @@ class Written:
 
 
 class _Builder:
-    def __init__(self, results: Results, source: str, title: str) -> None:
+    def __init__(self, results: Results, source: str, title: str, include_unlearned: bool = False) -> None:
         self.r = results
+        self.include_unlearned = include_unlearned
         self.source = source
         self.page = H.Page(title)
         self.figures: list[F.Figure] = []
@@ -109,6 +110,7 @@ class _Builder:
                     ("report written", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
                     ("sweeps", sweeps),
                     ("trials", f"{len(t)} ({status})"),
+                    ("trials that did not learn", _unlearned_fact(self.trials)),
                     ("epoch rows / layer rows", f"{len(self.r.epochs)} / {len(self.r.layers)}"),
                     ("bench suites", f"{suites} ({len(b)} rows)"),
                     ("hardware", ", ".join(devices) or "–"),
@@ -200,7 +202,19 @@ class _Builder:
             self._missing(s, "Pareto fronts", self._need_ok())
             return
         fronts = []
-        for dataset, frame in self.ok.groupby("dataset", sort=True):
+        ok = self.ok
+        unlearned = ok["learned"].eq(False)
+        if unlearned.any():
+            if self.include_unlearned:
+                s.add(H.note(f"{int(unlearned.sum())} ok trial(s) that did not learn are drawn (--include-unlearned)."))
+            else:
+                ok = ok[~unlearned]
+                s.add(H.note(f"{int(unlearned.sum())} ok trial(s) that did not learn are left out of the fronts "
+                             "(`svconv report --include-unlearned` draws them)."))  # fmt: skip
+        if ok.empty:
+            self._missing(s, "Pareto fronts", "need ok trials that learned (every ok trial here did not learn)")
+            return
+        for dataset, frame in ok.groupby("dataset", sort=True):
             key = varying_key(frame, always=("arch", "method", "rank", "clip_to", "lam"), exclude=("dataset",))
             pts = aggregate(frame, key)
             pts["hover"] = [_hover(row, key) for row in pts[key + ["n"]].itertuples(index=False)]
@@ -225,7 +239,7 @@ class _Builder:
     def failures(self) -> None:
         s = self.page.section("Failed and diverged trials")
         if self.r.damaged:
-            self._damaged(self.page.subsection(s, "Unreadable results files"))
+            self._damaged(self.page.subsection(s, "Damaged and duplicate results files"))
         bad = failed_trials(self.trials)
         if bad.empty:
             s.add(H.note("None: every trial finished with status ok." if len(self.trials) else "No trials."))
@@ -242,8 +256,9 @@ class _Builder:
     def _damaged(self, s: H.Section) -> None:
         frame = damaged_files_table(self.r.damaged)
         self.tables["damaged_files"] = frame
-        s.add(H.note(f"{len(frame)} file(s) could not be read (zero-byte or truncated) and are left out of every "
-                     "table above; `svconv sweep resume` runs their trials again."))  # fmt: skip
+        s.add(H.note(f"{len(frame)} file(s) are left out of every table above: unreadable (zero-byte or truncated; "
+                     "`svconv sweep resume` runs their trials again), without a value in a column every row needs, "
+                     "or a second copy of a trial's rows (reason: duplicate)."))  # fmt: skip
         s.add(H.table(frame, text_columns=tuple(frame.columns)))
 
     def build(self, progress: bool = False) -> Report:
@@ -298,9 +313,23 @@ def _hover(row: tuple, key: list[str]) -> str:
     return " ".join(parts)
 
 
-def render_report(results: Results, source: str = "results", title: str | None = None, progress: bool = False) -> Report:
-    """Render the report of ``results`` (see :func:`analysis.load_results`) without writing files."""
-    return _Builder(results, source, title or f"svconv report: {source}").build(progress)
+def _unlearned_fact(trials: pd.DataFrame) -> str:
+    """How many ok trials did not learn (``learned`` false), with their labels."""
+    bad = trials[(trials["status"] == "ok") & trials["learned"].eq(False)]
+    if bad.empty:
+        return "none" if trials["learned"].notna().any() else "– (no learned column: results from before it)"
+    names = ", ".join(f"{d} · {a} · {lab}" for d, a, lab in zip(bad["dataset"], bad["arch"], bad["label"]))
+    return f"{len(bad)}: {names}"
+
+
+def render_report(
+    results: Results, source: str = "results", title: str | None = None, progress: bool = False, include_unlearned: bool = False
+) -> Report:
+    """Render the report of ``results`` (see :func:`analysis.load_results`) without writing files.
+
+    ``include_unlearned``: draw trials that did not learn (trials column ``learned`` false) on the Pareto fronts.
+    """
+    return _Builder(results, source, title or f"svconv report: {source}", include_unlearned).build(progress)
 
 
 def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -326,19 +355,21 @@ def build_report(
     formats: Sequence[str] = ("html",),
     title: str | None = None,
     progress: bool = False,
+    include_unlearned: bool = False,
 ) -> Written:
     """Read ``results_dir`` and write the report to ``output`` (HTML), plus, per ``formats``, the tables
     as CSV in ``<output stem>_csv/`` and the figures as PNG in ``<output stem>_png/``.
 
     PNG needs the optional ``kaleido`` package; without it the other formats are written and
-    ``Written.warnings`` says why PNG was skipped. Raises ValueError if ``results_dir`` is not a folder.
+    ``Written.warnings`` says why PNG was skipped. ``include_unlearned``: as :func:`render_report`. Raises
+    ValueError if ``results_dir`` is not a folder.
     """
     formats = parse_formats(formats)
     src = Path(results_dir)
     if not src.is_dir():
         raise ValueError(f"RESULTS_DIR must be an existing folder of results; {str(src)!r} is not a folder")
     out = Path(output)
-    report = render_report(load_results(src), str(src), title, progress)
+    report = render_report(load_results(src), str(src), title, progress, include_unlearned)
     written = Written(report=report)
     out.parent.mkdir(parents=True, exist_ok=True)
     if "html" in formats:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -10,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.paper import paper_rows_for
+from svconv.config import TrialConfig
 from svconv.results import DamagedFile
 from svconv.results.schema import CONFIG_FIELDS
 
@@ -41,27 +44,84 @@ METRIC_BY_COLUMN = {m.column: m for m in METRICS}
 
 #: config columns of ``trials`` (schema order) that identify a configuration apart from the seed
 CONFIG_COLUMNS: tuple[str, ...] = tuple(name for name, _ in CONFIG_FIELDS if name != "seed")
+#: every option that identifies a configuration apart from the seed: the config columns, then the other
+#: ``TrialConfig`` fields of the trial id (``data_root`` says where the data is, not what was run), which
+#: :func:`prepare_trials` reads from each row's ``config_json``
+OPTION_COLUMNS: tuple[str, ...] = CONFIG_COLUMNS + tuple(
+    f.name for f in dataclasses.fields(TrialConfig) if f.metadata.get("id", True) and f.name not in CONFIG_COLUMNS and f.name != "seed"
+)
 #: always shown in a summary table (the others only when they vary)
 MAIN_KEY = ("method", "rank", "clip_to", "lam")
 
 
 def prepare_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``trials`` with derived columns: ``control_share`` filled from the timings where
+    """A copy of ``trials`` with every option of :data:`OPTION_COLUMNS` as a column (from ``config_json``
+    where the row has no column for it) and derived columns: ``control_share`` filled from the timings where
     missing, ``speedup`` (mean control time of the full-rank counterpart ÷ this trial's, over ok trials
-    with the same config apart from rank, λ and seed) and ``label`` ("clip · TT r=16").
+    with the same config apart from rank, λ and seed) and ``label`` ("clip · TT r=16", then the options
+    that vary within its dataset and architecture, and "did not learn" for a trial that did not).
     """
-    df = trials.copy()
+    df = _with_options(trials)
     for col in ("control_time_s", "train_time_s", "control_share", "rank", "clip_to", "lam"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     share = df["control_time_s"] / df["train_time_s"].where(df["train_time_s"] > 0)
     df["control_share"] = df["control_share"].fillna(share)
     df["speedup"] = _speedup(df)
-    df["label"] = [config_label(m, r) for m, r in zip(df["method"], df["rank"])]
+    df["label"] = _labels(df)
     return df
 
 
+def _with_options(trials: pd.DataFrame) -> pd.DataFrame:
+    """``trials`` with a column per option of :data:`OPTION_COLUMNS`: a column's nulls (files written before it
+    existed) and the options that are not columns are filled from the row's ``config_json``."""
+    df = trials.copy()
+    parsed = [_parse_config(text) for text in df.get("config_json", pd.Series(None, index=df.index))]
+    for name in OPTION_COLUMNS:
+        from_json = pd.Series([_hashable(c.get(name)) for c in parsed], index=df.index, dtype=object)
+        if name in df.columns:
+            df[name] = df[name].astype(object).where(df[name].notna(), from_json).infer_objects()
+        else:
+            df[name] = from_json.infer_objects()
+    return df
+
+
+def _parse_config(text: object) -> dict:
+    try:
+        out = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def _hashable(v: object) -> object:
+    """A JSON value as a group key: lists and objects as their JSON text, null as NaN."""
+    if v is None:
+        return np.nan
+    return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
+
+
+def option_columns(frame: pd.DataFrame) -> list[str]:
+    """The options of :data:`OPTION_COLUMNS` that are columns of ``frame``."""
+    return [c for c in OPTION_COLUMNS if c in frame.columns]
+
+
+def _labels(df: pd.DataFrame) -> list[str]:
+    """Per trial: its method and rank, each option that varies within its dataset and architecture, and
+    "did not learn" (``learned`` false), so that figures grouping by label never pool two configurations."""
+    labels = pd.Series([config_label(m, r) for m, r in zip(df["method"], df["rank"])], index=df.index, dtype=object)
+    shown = ("dataset", "arch", "method", "rank")
+    for _, g in df.groupby(["dataset", "arch"], dropna=False, sort=False):
+        for c in varying_key(g, always=(), exclude=shown):
+            if c == "preprocessing":
+                continue
+            labels[g.index] = labels[g.index] + [f" · {c}={_fmt_plain(v)}" for v in g[c]]
+    if "learned" in df:
+        labels = labels + np.where(df["learned"].eq(False), " · did not learn", "")
+    return list(labels)
+
+
 def _speedup(df: pd.DataFrame) -> pd.Series:
-    base_key = [c for c in CONFIG_COLUMNS if c not in ("rank", "lam")]
+    base_key = [c for c in option_columns(df) if c not in ("rank", "lam")]
     ok = df[(df["status"] == "ok") & df["rank"].isna() & (df["control_time_s"] > 0) & (df["method"] != "none")]
     if ok.empty:
         return pd.Series(np.nan, index=df.index)
@@ -87,13 +147,14 @@ def _num(v: object) -> float | None:
 
 
 def varying_key(frame: pd.DataFrame, always: tuple[str, ...] = MAIN_KEY, exclude: tuple[str, ...] = ()) -> list[str]:
-    """The config columns that identify a configuration in ``frame``: ``always`` plus every other
-    config column (seed excluded) that takes more than one value there, so that runs with different
-    epochs or learning rates are never pooled. The input ``preprocessing`` (not a config option: the
+    """The options that identify a configuration in ``frame``: ``always`` plus every other option
+    (:func:`option_columns`: all of the config but the seed, on a frame from :func:`prepare_trials`) that
+    takes more than one value there, so that runs with different epochs, learning rates or FastClip's
+    ``clip_k`` are never pooled. The input ``preprocessing`` (not a config option: the
     architecture's paper's, ``svconv.models.preprocessing``) is part of the key wherever it is known, so that
     the tables show it beside the papers' own (``analysis.conventions``)."""
     key = [c for c in always if c not in exclude]
-    for c in CONFIG_COLUMNS:
+    for c in option_columns(frame):
         if c not in key and c not in exclude and frame[c].nunique(dropna=False) > 1:
             key.append(c)
     if "preprocessing" in frame and "preprocessing" not in exclude and frame["preprocessing"].notna().any():
@@ -102,15 +163,27 @@ def varying_key(frame: pd.DataFrame, always: tuple[str, ...] = MAIN_KEY, exclude
 
 
 def aggregate(frame: pd.DataFrame, key: list[str], metrics: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Mean and std over seeds per ``key``: columns ``key``, ``n``, ``<m>_mean``, ``<m>_std``, ``seeds``."""
+    """Mean and std over seeds per ``key``: columns ``key``, ``n``, ``<m>_mean``, ``<m>_std``, ``seeds``,
+    ``n_unlearned`` (trials whose ``learned`` is false) and ``<m>_nonfinite``: how many ±inf values of
+    ``m`` were left out of its mean and std (a diverged certificate, say), which the tables flag. A null
+    (NaN) is a metric not measured and is left out without a flag."""
     metrics = metrics or tuple(m.column for m in METRICS)
+    stats = [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
     if frame.empty:
-        return pd.DataFrame(columns=[*key, "n", *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]])
-    g = frame.groupby(key, dropna=False, sort=True)
+        return pd.DataFrame(columns=[*key, "n", *stats, "seeds", "n_unlearned", *[f"{m}_nonfinite" for m in metrics]])
+    values = frame[list(metrics)].apply(pd.to_numeric, errors="coerce").astype("float64")
+    infinite = np.isinf(values)
+    work = pd.concat([frame[key], values.where(~infinite), infinite.add_suffix("_nonfinite")], axis=1)
+    work["seed"] = frame["seed"]
+    work["n_unlearned"] = frame["learned"].eq(False) if "learned" in frame else False
+    g = work.groupby(key, dropna=False, sort=True)
     out = g[list(metrics)].agg(["mean", "std"])
     out.columns = [f"{m}_{s}" for m, s in out.columns]
     out.insert(0, "n", g.size())
     out["seeds"] = g["seed"].agg(lambda s: ",".join(str(int(v)) for v in sorted(s.dropna().unique())))
+    out["n_unlearned"] = g["n_unlearned"].sum().astype(int)
+    for m in metrics:
+        out[f"{m}_nonfinite"] = g[f"{m}_nonfinite"].sum().astype(int)
     return out.reset_index()
 
 
@@ -163,13 +236,16 @@ class SummaryTable:
             rows[c] = [_fmt_plain(v) for v in both[c]] if c in both else ""
         rows["n"] = [
             "" if is_paper else f"{int(n)}" + (f" (+{int(bad)} not ok)" if _num(bad) else "")
-            for n, bad, is_paper in zip(both["n"], both["n_not_ok"], both["_paper"])
+            + (f" ({int(dull)} did not learn)" if _num(dull) else "")
+            for n, bad, dull, is_paper in zip(both["n"], both["n_not_ok"], both.get("n_unlearned", np.nan), both["_paper"])
         ]
         for m in self.metrics:
+            nonfinite = both.get(f"{m.column}_nonfinite", pd.Series(np.nan, index=both.index))
             rows[m.label] = [
-                _fmt_mean_std(mu, sd, m.unit) for mu, sd in zip(both[f"{m.column}_mean"], both.get(f"{m.column}_std", np.nan))
+                _fmt_mean_std(mu, sd, m.unit) + (f" (⚠ {int(k)} ±inf left out)" if _num(k) else "")
+                for mu, sd, k in zip(both[f"{m.column}_mean"], both.get(f"{m.column}_std", np.nan), nonfinite)
             ]
-        classes = ["paper" if p else "" for p in both["_paper"]]
+        classes = ["paper" if p else ("unlearned" if _num(dull) else "") for p, dull in zip(both["_paper"], both.get("n_unlearned", np.nan))]
         return rows.reset_index(drop=True), classes
 
 

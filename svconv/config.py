@@ -41,7 +41,7 @@ class TrialConfig:
     seed: int = 0
     epochs: int = 1
     batch_size: int = 128
-    lr: float = 0.01
+    lr: float | None = None  # None: the arch family's default for the optimizer (svconv.models.default_lr), set on construction
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -59,7 +59,22 @@ class TrialConfig:
     data_root: str | None = field(default=None, metadata={"id": False})  # where to find CIFAR files
 
     def __post_init__(self) -> None:
+        self._resolve_lr()
         self.validate()
+
+    def _resolve_lr(self) -> None:
+        """Replace lr None by the family's default, so that the trial id and every row carry the lr trained at.
+
+        The resolved value is a field like any other: ``dataclasses.replace(config, arch=...)`` keeps it; pass
+        ``lr=None`` there to take the new family's."""
+        if self.lr is not None or not isinstance(self.arch, str) or self.optimizer not in OPTIMIZERS:
+            return
+        from svconv.models import default_lr
+
+        try:
+            object.__setattr__(self, "lr", default_lr(self.arch, self.optimizer))  # frozen: set once, on construction
+        except ValueError:
+            pass  # an unknown arch: validate() names it
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and its allowed values."""

@@ -46,7 +46,8 @@ FIELD_HELP: dict[str, str] = {
     "seed": "seed of initialisation, shuffling and augmentation",
     "epochs": "training epochs",
     "batch_size": "training batch size",
-    "lr": "initial learning rate",
+    "lr": "initial learning rate; none: the architecture family's default for the optimiser (sgd or adam; "
+    "svconv.models.default_lr)",
     "optimizer": "optimiser: sgd, sgd-nesterov, adam",
     "momentum": "SGD momentum",
     "weight_decay": "L2 weight decay",
@@ -81,6 +82,7 @@ SUMMARY = (
     ("corruption_acc", "CIFAR-C accuracy (%)", "{:.2f}"),
     ("compression", "compression ratio", "{:.3g}"),
     ("final_train_loss", "final train loss", "{:.4f}"),
+    ("learned", "learned (svconv.metrics.learned)", "{}"),
     ("epochs_done", "epochs done", "{}"),
     ("train_time_s", "train time (s)", "{:.2f}"),
     ("epoch_time_s", "time per epoch (s)", "{:.2f}"),
@@ -176,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
     if row["status"] != "ok":
         print(f"svconv train: trial {row['trial_id']} {row['status']}: {row['error']}", file=sys.stderr)
         return 1
+    if row.get("learned") is False:
+        print(f"svconv train: warning: trial {row['trial_id']} did not learn (test accuracy near chance and the training "
+              f"loss not falling) at lr {config.lr:g}; try another --lr or more --epochs", file=sys.stderr)  # fmt: skip
     return 0
 
 

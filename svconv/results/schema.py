@@ -74,6 +74,9 @@ TRIALS = pa.schema(
         pa.field("emp_lip_hist", pa.list_(pa.float64())),  # per-image ratios
         pa.field("compression", pa.float64()),
         pa.field("final_train_loss", pa.float64()),
+        # test accuracy LEARNED_ACC_MARGIN points above chance, or last epoch's training loss LEARNED_LOSS_DROP below the
+        # first's (svconv.metrics.learned); null for a trial that did not end ok, or without accuracy or a second epoch
+        pa.field("learned", pa.bool_()),
         pa.field("epochs_done", pa.int64()),
         # timings in seconds, memory in MiB
         pa.field("train_time_s", pa.float64()),

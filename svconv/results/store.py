@@ -145,13 +145,16 @@ def read_table(results_dir: str | os.PathLike, table: str) -> pd.DataFrame:
     return frame
 
 
-def read_table_checked(results_dir: str | os.PathLike, table: str) -> tuple[pd.DataFrame, list[DamagedFile]]:
+def read_table_checked(
+    results_dir: str | os.PathLike, table: str, keep_file: bool = False
+) -> tuple[pd.DataFrame, list[DamagedFile]]:
     """``(rows, damaged files)`` of ``table`` under ``results_dir``: every readable file's rows, and the
-    files that could not be read (zero-byte, truncated, not Parquet), which are skipped."""
+    files that could not be read (zero-byte, truncated, not Parquet), which are skipped. ``keep_file``: also
+    the column ``_file`` (``svconv.results.compact.FILE_COLUMN``), the file name each row came from."""
     from svconv.results.compact import read_folder
 
     schema = schema_for(table)
-    data, damaged = read_folder(Path(results_dir) / table, schema)
+    data, damaged = read_folder(Path(results_dir) / table, schema, keep_file=keep_file)
     return data.to_pandas(), [DamagedFile(table, p.stem, p, why) for p, why in damaged]
 
 
