@@ -4,8 +4,13 @@ report compares its rows with ours under the same input preprocessing.
 One row per (source, table): ``preprocessing`` is the name of our convention that reproduces the paper's
 (``svconv.models.preprocessing``: standardize | center-scale | none; the ``preprocessing`` column of our
 trials), ``inputs`` says what the paper's code does to the images and ``certificate`` what its certified
-accuracy divides the margin by. Certified radii are in [0, 1] pixel units everywhere; the convention decides
-the scale the network sees, and so whether a certified accuracy was earned under the paper's conditions.
+accuracy divides the margin by. The units of the other columns, each with the file and lines of the
+authors' code: ``autoattack_px`` (the radius of the paper's AutoAttack column in [0, 1] pixel units, so the
+trials column it is compared with, ``svconv.metrics.autoattack.AUTOATTACK_RADII``) and ``autoattack_code``,
+``lipschitz_units`` (of "Lip."), ``orthogonality_loss`` (its normalisation, so the scale of λ) and
+``architecture`` (what our name of the network reproduces). Certified radii are in [0, 1] pixel units
+everywhere; the convention decides the scale the network sees, and so whether a certified accuracy was
+earned under the paper's conditions.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 CONVENTIONS_CSV = Path(__file__).resolve().parent / "data" / "paper_conventions.csv"
-COLUMNS = ("source", "table", "preprocessing", "inputs", "certificate")
+COLUMNS = (
+    "source", "table", "preprocessing", "inputs", "certificate",
+    "autoattack_px", "autoattack_code", "lipschitz_units", "orthogonality_loss", "architecture",
+)  # fmt: skip
 
 
 def load_paper_conventions(path: str | Path | None = None) -> pd.DataFrame:

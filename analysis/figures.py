@@ -365,7 +365,7 @@ def control_pareto(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Miss
 
 #: (x metric, y metric) pairs of the Pareto panel; clean accuracy is always y
 PARETO_PAIRS: tuple[tuple[str, ...], ...] = (
-    ("autoattack_05", "autoattack_36"),  # first column with data is used
+    ("autoattack_025", "autoattack_05", "autoattack_36"),  # first column with data is used
     ("cra_36",),
     ("ece",),
     ("corruption_acc",),
@@ -475,15 +475,19 @@ def layer_norms(layers: pd.DataFrame, trials: pd.DataFrame, title: str, colors: 
 def emp_lip_histograms(
     trials: pd.DataFrame, title: str, colors: dict[str, str], name: str, bins: int = 40, paper: pd.DataFrame | None = None
 ) -> Figure | Missing:
-    """Histogram (fraction of test images) of the empirical Lipschitz ratios pooled per method · rank; the
-    maxima a paper reports for this dataset and architecture (``paper`` rows with ``emp_lip_max``: Senderovich
-    et al. 2022 Tab. 3 "Lip.") as vertical lines, one per row, named on hover."""
-    ok = trials[trials["emp_lip_hist"].map(lambda v: v is not None and len(v) > 0)]
+    """Histogram (fraction of test images) of the empirical Lipschitz ratios pooled per method · rank, in the
+    normalised-input units of Senderovich et al. 2022 (``emp_lip_hist_normalized``) where the trials have them,
+    else in pixel units (``emp_lip_hist``, trials written before both were kept). On the normalised one, the
+    maxima a paper reports for this dataset and architecture (``paper`` rows with ``emp_lip_max_normalized``:
+    Senderovich et al. 2022 Tab. 3 "Lip.") as vertical lines, one per row, named on hover."""
+    has = lambda col: trials[col].map(lambda v: v is not None and len(v) > 0) if col in trials else pd.Series(False, index=trials.index)  # noqa: E731
+    column = "emp_lip_hist_normalized" if has("emp_lip_hist_normalized").any() else "emp_lip_hist"
+    ok = trials[has(column)]
     if ok.empty:
         return Missing("needs ok trials with empirical Lipschitz ratios (emp_lip_hist)")
     pooled = {}
     for (label, method), g in ok.groupby(["label", "method"]):
-        vals = np.concatenate([np.asarray(v, dtype=np.float64) for v in g["emp_lip_hist"]])
+        vals = np.concatenate([np.asarray(v, dtype=np.float64) for v in g[column]])
         pooled[(label, method)] = vals[np.isfinite(vals)]
     allv = np.concatenate(list(pooled.values()))
     if allv.size == 0:
@@ -501,12 +505,14 @@ def emp_lip_histograms(
                 hovertemplate=f"{label}<br>ratio ≥ %{{x:.3g}}<br>%{{y:.1%}} of images<extra></extra>",
             )
         )  # fmt: skip
-    reported = paper[pd.to_numeric(paper["emp_lip_max"], errors="coerce").notna()] if paper is not None and "emp_lip_max" in paper else None
+    normalized = column == "emp_lip_hist_normalized"
+    has_paper = paper is not None and normalized and "emp_lip_max_normalized" in paper
+    reported = paper[pd.to_numeric(paper["emp_lip_max_normalized"], errors="coerce").notna()] if has_paper else None
     if reported is not None and not reported.empty:
         top = max(float(np.max(t.y)) for t in fig.data)
         xs, ys, text = [], [], []
         for row in reported.itertuples(index=False):
-            v = float(row.emp_lip_max)
+            v = float(row.emp_lip_max_normalized)
             lam = "" if pd.isna(getattr(row, "lam", np.nan)) else f" · λ={row.lam:g}"
             label = f"{row.source_label}: {config_label(row.method, row.rank)}{lam}, max {v:g}"
             xs += [v, v, None]
@@ -516,7 +522,8 @@ def emp_lip_histograms(
             go.Scatter(x=xs, y=ys, mode="lines", name="maximum reported by the paper", text=text,
                        line=dict(color="#888888", dash="dash", width=1), hovertemplate="%{text}<extra></extra>")
         )  # fmt: skip
-    fig.update_xaxes(title_text="‖f(x) − f(x′)‖ / ‖x − x′‖ (last bin: everything above)")
+    units = "inputs after Normalize, the paper's units" if normalized else "[0, 1] pixel units"
+    fig.update_xaxes(title_text=f"‖f(x) − f(x′)‖ / ‖x − x′‖, {units} (last bin: everything above)")
     fig.update_yaxes(title_text="fraction of test images", tickformat=".0%")
     return Figure(name, title, _layout(fig, title))
 

@@ -3,8 +3,10 @@
 The CSV is shipped with the package. It holds every numeric table of Senderovich et al. 2022 (Tab. 1
 LipConvNet with ± over runs, Tab. 2 WRN-16-10 on CIFAR-10, Tab. 3 the grid of the orthogonality-loss
 coefficient λ with the maximum empirical Lipschitz ratio "Lip.", Tab. 4 WRN-16-10 on CIFAR-100) and the
-AOL README's table (Prach & Lampert 2022). It is a superset of the shared reference copy
-(``../shared/reference/paper_results.csv``, never edited; a test checks that every one of its rows is here).
+AOL README's tables (Prach & Lampert 2022: the models, and the loss-offset ablation with its ``loss_offset``).
+Each paper's units (inputs, certificate, AutoAttack radius, "Lip.") are in ``paper_conventions.csv``. It is
+a superset of the shared reference copy (``../shared/reference/paper_results.csv``, never edited; a test
+checks that every one of its rows is here).
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ REFERENCE_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "
 #: ``<name>_std`` (the paper's ± over runs) becomes ``<ours>_std``, which the summary tables print as ± .
 RENAME = {
     "acc": "clean_acc",
-    "autoattack": "autoattack_05",
+    # their AA: eps 0.5 on inputs normalised by std 0.5 (src/robust_metrics.py, --gouk-transforms), 0.25 px
+    "autoattack": "autoattack_025",
     "cifar_c": "corruption_acc",
     "clip_speedup": "speedup",
-    "lipschitz": "emp_lip_max",  # Tab. 3 "Lip.": the maximum empirical Lipschitz ratio (App. C.1)
+    # Tab. 3 "Lip.": the maximum empirical Lipschitz ratio (App. C.1), in normalised-input units (<= 1 for
+    # their 1-Lipschitz nets); ours in those units is emp_lip_max_normalized (emp_lip_max: pixel units)
+    "lipschitz": "emp_lip_max_normalized",
 }
 
 SOURCES = {
@@ -39,6 +44,7 @@ TABLE_ROWS = {
     ("senderovich2022", "3"): 18,
     ("senderovich2022", "4"): 16,
     ("prach2022_aol", "readme"): 9,
+    ("prach2022_aol", "offset-ablation"): 5,  # AOL-Small, CIFAR-10, loss offset sqrt(2)/16 ... 16 sqrt(2)
 }
 
 
@@ -50,8 +56,8 @@ def paper_csv_path() -> Path:
 def load_paper_results(path: str | Path | None = None) -> pd.DataFrame:
     """Paper rows with our column names plus ``source_label`` ("Senderovich et al. 2022, table 2").
 
-    Columns: source, table, dataset, arch, method, clip_to, rank, lam, clean_acc, autoattack_05,
-    corruption_acc, ece, cra_36, cra_72, cra_108, cra_255, speedup, compression, emp_lip_max, and
+    Columns: source, table, dataset, arch, method, clip_to, rank, lam, loss_offset, clean_acc, autoattack_025,
+    corruption_acc, ece, cra_36, cra_72, cra_108, cra_255, speedup, compression, emp_lip_max_normalized, and
     ``<metric>_std`` where the paper gives a spread (percent and ratios as the papers print them), and the
     paper's ``preprocessing``, ``inputs`` and ``certificate`` (``analysis.conventions``).
     A missing file gives an empty frame with the key columns.

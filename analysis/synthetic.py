@@ -86,11 +86,12 @@ def write_synthetic_results(
         if status == "ok":
             lip = rng.lognormal(-1.0, 0.3, size=64) * (cfg["clip_to"] if controlled else 3.0)
             row.update(
-                clean_acc=acc, ece=abs(rng.normal(3, 1)), autoattack_05=robust, autoattack_36=robust + 8,
+                clean_acc=acc, ece=abs(rng.normal(3, 1)), autoattack_05=robust, autoattack_36=robust + 8, autoattack_025=robust + 12,
                 cra_36=max(robust - 5, 0) if controlled else None, cra_72=max(robust - 15, 0) if controlled else None,
                 cra_108=max(robust - 25, 0) if controlled else None, cra_255=max(robust - 40, 0) if controlled else None,
                 corruption_acc=acc - 12 + rng.normal(0, 1), lipschitz_bound=float(cfg["clip_to"] ** n_layers),
-                emp_lip_max=float(lip.max()), emp_lip_hist=lip.tolist(), compression=comp, final_train_loss=0.2,
+                emp_lip_max=float(lip.max()), emp_lip_hist=lip.tolist(), emp_lip_max_normalized=float(lip.max() / 4),
+                emp_lip_hist_normalized=(lip / 4).tolist(), compression=comp, final_train_loss=0.2,
                 train_time_s=train_time, control_time_s=control_time, control_share=control_time / train_time,
                 epoch_time_s=train_time / n_epochs, peak_mem_mb=500 + (r or c) * 4.0,
             )  # fmt: skip

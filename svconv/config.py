@@ -52,6 +52,7 @@ class TrialConfig:
     n_test: int | None = None
     augment: bool = True  # standard CIFAR augmentation (ignored for other datasets)
     aa_n: int = 0  # AutoAttack test images; 0 skips AutoAttack
+    aa_radii: str = "36/255,0.5"  # AutoAttack L2 radii in pixel units (svconv.metrics.autoattack.AUTOATTACK_RADII)
     emp_lip_n: int = 256  # test images for the empirical Lipschitz ratio
     bn_concat: bool = False  # fastclip: control conv+BN as one operator
     clip_k: int = 1  # fastclip: top-k singular values clipped per projection step (PowerQR's block size)
@@ -99,6 +100,9 @@ class TrialConfig:
         if self.loss == "ce" and (self.loss_offset is not None or self.loss_temperature is not None):
             raise ValueError("loss_offset and loss_temperature apply to loss aol-offset only; leave them unset (null) for loss ce")
         _choice("device", self.device, DEVICES)
+        from svconv.metrics.autoattack import parse_aa_radii
+
+        parse_aa_radii(self.aa_radii)
         for name in ("clip_every", "clip_iters", "power_iters", "epochs", "batch_size"):
             _positive_int(name, getattr(self, name))
         for name in ("rank", "n_train", "n_test", "fail_at_epoch"):

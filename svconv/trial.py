@@ -333,6 +333,7 @@ def _evaluate(run: _Run, config: TrialConfig, progress: bool | None, state: _Pro
         dataset=config.dataset,
         device=run.device,
         aa_n=config.aa_n,
+        aa_radii=config.aa_radii,
         emp_lip_n=config.emp_lip_n,
         data_root=config.data_root,
         progress=bool(progress),

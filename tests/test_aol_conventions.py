@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis.conventions import convention_notes, join_conventions, load_paper_conventions
+from analysis.conventions import COLUMNS, convention_notes, join_conventions, load_paper_conventions
 from analysis.paper import load_paper_results
 from analysis.tables import prepare_trials, summary_tables
 from svconv.models import PREPROCESSING, arch_preprocessing
@@ -33,7 +33,7 @@ def test_join_keeps_rows_and_leaves_unknown_tables_empty():
     joined = join_conventions(paper)
     assert list(joined["clean_acc"]) == [70.3, 1.0] and joined["preprocessing"].iloc[0] == "none"
     assert pd.isna(joined["preprocessing"].iloc[1])
-    assert list(join_conventions(paper.iloc[:0]).columns)[-3:] == ["preprocessing", "inputs", "certificate"]
+    assert list(join_conventions(paper.iloc[:0]).columns)[-8:] == list(COLUMNS[2:])
 
 
 @pytest.mark.parametrize("ours,warned", [("standardize", True), ("none", False)])

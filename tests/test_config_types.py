@@ -104,3 +104,10 @@ def test_the_command_line_refuses_a_rank_at_the_channel_count(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "rank must be below 15" in err and "10000" in err
     assert not (tmp_path / "trials").exists()
+
+
+@pytest.mark.parametrize("value", ["0.3", "0.5,0.5", "", "36/255;0.5"])
+def test_aa_radii_names_the_radii_it_takes(value):
+    with pytest.raises(ValueError, match=r"^aa_radii must be distinct comma-separated radii from 0.25, 36/255, 0.5 \(pixel units\)"):
+        TrialConfig(aa_radii=value)
+    assert TrialConfig(aa_radii=" 0.25, 36/255,0.5").aa_radii == " 0.25, 36/255,0.5"

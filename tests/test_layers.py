@@ -59,6 +59,43 @@ def test_aol_conv_is_1_lipschitz(padding_mode, stride, kernel, c_in, c_out):
     assert dense_svdvals(raw, (c_in, 6, 6))[0] > 1.5
 
 
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_aol_conv_bound_is_tight_on_nonnegative_kernels_so_every_correlation_shift_counts(kernel, seed):
+    """A non-negative kernel under circular padding attains the AOL bound (the constant image is a top singular
+    vector), so the dense norm is 1 to rounding. Every shift up to k-1 of the self-correlation enters the
+    scale; dropping those beyond k//2 (padding k//2 instead of k-1) leaves a layer of norm about 1.3 here."""
+    torch.manual_seed(seed)
+    layer = AOLConv2d(2, 3, kernel, padding_mode="circular", dtype=F64)
+    with torch.no_grad():
+        layer.parametrizations.weight.original.copy_(torch.randn(3, 2, kernel, kernel, dtype=F64).abs())
+    sv = dense_svdvals(layer, (2, 6, 6))
+    assert sv[0] <= 1 + 1e-10
+    assert sv[0] >= 1 - 1e-9
+
+
+def reference_aol_conv2d_rescale(weight: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """``get_aol_conv2d_rescale`` of github.com/berndprach/AOL (src/aol_code/layers/aol/aol_conv2d_rescale.py),
+    written out shift by shift for a torch kernel ``(c_out, c_in, k1, k2)``: ``v[i, s, j] = sum_o sum_p
+    w[o, i, p] w[o, j, p + s]`` over every shift ``|s| <= k - 1`` (their padding ``k - 1``), then
+    ``(sum_{s, j} |v| + epsilon) ** -1/2`` per input channel ``i``."""
+    c_out, c_in, k1, k2 = weight.shape
+    padded = F.pad(weight, (k2 - 1, k2 - 1, k1 - 1, k1 - 1))
+    total = torch.zeros(c_in, dtype=weight.dtype)
+    for s1 in range(2 * k1 - 1):
+        for s2 in range(2 * k2 - 1):
+            shifted = padded[:, :, s1 : s1 + k1, s2 : s2 + k2]
+            total += torch.einsum("oip,ojp->ij", weight.flatten(2), shifted.flatten(2)).abs().sum(1)
+    return (total + epsilon) ** -0.5
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 3, 3), (4, 3, 5, 5), (2, 4, 2, 4), (5, 1, 5, 3)])
+def test_aol_conv_scale_is_the_formula_of_the_authors_code(shape):
+    torch.manual_seed(sum(shape))
+    w = torch.randn(*shape, dtype=F64)
+    torch.testing.assert_close(aol_conv_scale(w), reference_aol_conv2d_rescale(w, 1e-12), rtol=1e-12, atol=0)
+
+
 def test_aol_linear_is_1_lipschitz_and_identity_init_is_kept():
     torch.manual_seed(1)
     layer = AOLLinear(7, 4, dtype=F64)

@@ -21,6 +21,7 @@ from svconv.metrics import (
     empirical_lipschitz,
     network_lipschitz_bound,
 )
+from svconv.models.blocks import Normalize, input_std
 
 
 def _logits(top_prob: list[float], predicted: list[int], classes: int = 2) -> torch.Tensor:
@@ -100,6 +101,26 @@ def test_empirical_lipschitz_of_a_linear_map_is_its_gain_and_below_the_bound():
     with torch.no_grad():
         iso[1].weight.copy_(3 * q)
     assert empirical_lipschitz(iso, x, torch.randint(0, 12, (10,))).tolist() == pytest.approx([3.0] * 10, rel=1e-4)
+
+
+def test_empirical_lipschitz_in_normalised_units_of_a_1_lipschitz_net_behind_normalize():
+    """An orthogonal map behind Normalize(std): 1/std in pixel units (what a 1-Lipschitz LipConvNet shows as up to
+    3.9), exactly 1 in the normalised-input units of Senderovich et al. 2022; per-channel stds give 1 too."""
+    torch.manual_seed(1)
+    q, _ = torch.linalg.qr(torch.randn(12, 12))
+    for std in ([0.25, 0.25, 0.25], [0.2, 0.25, 0.5]):
+        model = nn.Sequential(Normalize([0.4, 0.5, 0.6], std), nn.Flatten(), nn.Linear(12, 12, bias=False))
+        with torch.no_grad():
+            model[2].weight.copy_(q)
+        x, y = torch.rand(10, 3, 2, 2), torch.randint(0, 12, (10,))
+        pixel = empirical_lipschitz(model, x, y)
+        normalized = empirical_lipschitz(model, x, y, input_std=input_std(model))
+        assert normalized.tolist() == pytest.approx([1.0] * 10, rel=1e-4)
+        assert bool((pixel >= 1 / max(std) * (1 - 1e-4)).all()) and bool((pixel <= 1 / min(std) * (1 + 1e-4)).all())
+        assert model.training  # the model's mode is restored
+    assert pixel.max() > 4.0  # the per-channel case does reach above 1/0.25 in pixel units
+    with pytest.raises(ValueError, match="input_std must hold one positive value per input channel"):
+        empirical_lipschitz(model, x, y, input_std=torch.ones(2))
 
 
 def test_autoattack_lies_between_certified_and_clean_accuracy():

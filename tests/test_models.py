@@ -22,7 +22,7 @@ def _structural_types() -> tuple[type, ...]:
 
     return (
         nn.Sequential, Residual, Normalize, nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.Flatten,
-        nn.Dropout, nn.MaxPool2d, nn.AdaptiveAvgPool2d, TTConv2d, SOC, SOCTT, AOLConv2d, AOLLinear, MaxMin,
+        nn.Dropout, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, TTConv2d, SOC, SOCTT, AOLConv2d, AOLLinear, MaxMin,
         InvertibleDownsampling, FirstChannels, PadChannels, PadTo,
     )  # fmt: skip
 
@@ -124,6 +124,27 @@ def test_small_cnn_and_small_wrn(data, rank):
             assert n_tt >= 2 and n_conv == 1
 
 
+@pytest.mark.parametrize("size", [8, 7])
+def test_wrn_shortcuts_are_parameter_free_by_default_and_their_bound_is_their_norm(size):
+    """wrn-D-W pools and zero-pads where the shape changes (Senderovich et al.'s WRN-16-10), wrn-D-W-conv has
+    1x1 convs there; each parameter-free shortcut's bound equals its dense operator's norm (odd maps too)."""
+    from svconv.metrics import network_lipschitz_bound
+    from svconv.models.blocks import Residual
+    from svconv.spectrum import dense_operator
+
+    data = ((3, size, size), CIFAR[1], CIFAR[2])
+    free, conv = build("wrn-10-1", data), build("wrn-10-1-conv", data)
+    assert forward(free, data[0]).shape == forward(conv, data[0]).shape == (2, 10)
+    assert sum(p.numel() for p in conv.parameters()) - sum(p.numel() for p in free.parameters()) == 16 * 32 + 32 * 64
+    shortcuts = [m.shortcut for m in free.modules() if isinstance(m, Residual) and m.shortcut is not None]
+    assert len(shortcuts) == 2 and all(sum(p.numel() for p in s.parameters()) == 0 for s in shortcuts)
+    assert all(isinstance(s[-1], PadChannels) for s in shortcuts)
+    half = (size + 1) // 2  # the map after the first stride-2 block
+    for s, shape in zip(shortcuts, [(16, size, size), (32, half, half)]):
+        norm = float(torch.linalg.matrix_norm(dense_operator(s, shape, dtype=torch.float64), 2))
+        assert norm == pytest.approx(network_lipschitz_bound(s, shape), rel=1e-9)
+
+
 def _inside_tt(model, module):
     from svconv.tt import TTConv2d
 
@@ -132,7 +153,7 @@ def _inside_tt(model, module):
 
 def test_real_sizes_of_the_big_networks():
     """The published networks at full width: parameter counts and one CIFAR image through each."""
-    counts = {"wrn-16-10": (17.0e6, 17.3e6), "vgg19": (20.0e6, 20.1e6), "resnet18": (11.1e6, 11.2e6)}
+    counts = {"wrn-16-10": (16.8e6, 16.9e6), "wrn-16-10-conv": (17.0e6, 17.3e6), "vgg19": (20.0e6, 20.1e6), "resnet18": (11.1e6, 11.2e6)}
     for arch, (lo, hi) in counts.items():
         torch.manual_seed(0)
         model = build(arch, CIFAR)

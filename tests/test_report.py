@@ -178,7 +178,7 @@ def test_pareto_panel_greys_exactly_the_dominated_configs():
             "ece_mean": [5.0, 2.0, 3.0, 1.0],  # lower is better: C is dominated by B
         }
     )
-    for col in ("autoattack_05", "autoattack_36", "cra_36", "corruption_acc", "speedup", "compression"):
+    for col in ("autoattack_025", "autoattack_05", "autoattack_36", "cra_36", "corruption_acc", "speedup", "compression"):
         pts[f"{col}_mean"] = np.nan
     fig, long = F.pareto_panel(pts, "d", F.colors_for(pts["method"]))
     assert long["x_metric"].unique().tolist() == ["ece"]

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from svconv.config import TrialConfig
+from svconv.data import load_dataset
+from svconv.models.preprocessing import normalization
 from svconv.results import read_table
 from svconv.results.schema import CONFIG_FIELDS
 from svconv.trial import TrialFailure, run_trial
@@ -62,6 +64,11 @@ def test_one_epoch_trial_writes_well_formed_rows(tmp_path, method, arch):
     # the empirical ratio is a lower bound of the true constant, the certified bound an upper one
     assert len(t.emp_lip_hist) == config.emp_lip_n and t.emp_lip_max == pytest.approx(max(t.emp_lip_hist))
     assert 0 < t.emp_lip_max <= t.lipschitz_bound * 1.01
+    # in normalised-input units (the papers' "Lip."): the same images, the bound without Normalize's 1/min(std)
+    data = load_dataset(config.dataset, n_train=config.n_train, n_test=config.n_test)
+    _, std = normalization(t.preprocessing, data.mean, data.std)
+    assert len(t.emp_lip_hist_normalized) == config.emp_lip_n
+    assert 0 < t.emp_lip_max_normalized <= t.lipschitz_bound * min(std) * 1.01
     assert math.isnan(t.autoattack_05) and math.isnan(t.corruption_acc)  # aa_n = 0; not cifar10
     assert t.compression >= 1 or math.isclose(t.compression, 1.0)
     assert t.epochs_done == 1 and math.isfinite(t.final_train_loss)
@@ -181,11 +188,12 @@ def test_failing_trial_is_recorded_and_a_rerun_replaces_its_row(tmp_path):
 
 def test_autoattack_inside_a_trial_stays_below_clean_accuracy(tmp_path):
     # 8x8 images, 4 classes: AutoAttack's standard suite (APGD-CE, APGD-T, FAB-T, Square) stays quick
-    config = TrialConfig(aa_n=8, lr=0.05, **{**TINY, "dataset": "synthetic"})
+    # the paper's radius (0.25 px) and 0.5 px; 36/255 is not asked for, so its column stays null
+    config = TrialConfig(aa_n=8, aa_radii="0.25,0.5", lr=0.05, **{**TINY, "dataset": "synthetic"})
     row = run_trial(config, tmp_path, progress=False)
     assert row["status"] == "ok", row["error"]
     t = _only_row(tmp_path)
-    assert 0 <= t.autoattack_05 <= t.aa_clean_acc and 0 <= t.autoattack_36 <= t.aa_clean_acc
+    assert 0 <= t.autoattack_05 <= t.aa_clean_acc and 0 <= t.autoattack_025 <= t.aa_clean_acc and math.isnan(t.autoattack_36)
 
 
 def test_divergence_guard():

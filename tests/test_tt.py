@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from svconv.layers import SOCTT
@@ -139,6 +140,19 @@ def test_clip_brings_the_full_operator_to_the_target(stride):
     assert float(layer.spectral_norm(n).detach()) == pytest.approx(after, rel=1e-9)
 
 
+def reference_orthogonal_loss(layers) -> torch.Tensor:
+    """``orthogonal_loss`` of github.com/WhiteTeaDragon/practical_svd_conv (src/SOTT.py) over layers with its
+    ``K1 (c_in, r1)`` and ``K3 (r2, c_out)`` (our ``U.T`` and ``V.T``), divided by its ``shapes`` as its training
+    loop does: ``sum mse(K1^T K1, I, sum) + mse(K3 K3^T, I, sum)`` over ``sum 2 K3.shape[0]^2``."""
+    loss, shapes = 0, 0
+    for m in layers:
+        K1, K3 = m.U.weight.flatten(1).T, m.V.weight.flatten(1).T
+        loss = loss + F.mse_loss(K1.T @ K1, torch.eye(K1.shape[1], dtype=K1.dtype), reduction="sum")
+        loss = loss + F.mse_loss(K3 @ K3.T, torch.eye(K3.shape[0], dtype=K3.dtype), reduction="sum")
+        shapes += 2 * K3.shape[0] ** 2
+    return loss / shapes
+
+
 def test_orthogonality_loss_zero_after_orthogonalize_positive_otherwise_with_gradients():
     model = nn.Sequential(
         tt_layer(2, 6, 5, (4, 3), 1, orthogonal=False, seed=5),
@@ -154,10 +168,11 @@ def test_orthogonality_loss_zero_after_orthogonalize_positive_otherwise_with_gra
     for m in (model[0], model[2], model[3]):
         for frame in (m.U, m.V):
             assert frame.weight.grad is not None and frame.weight.grad.abs().max() > 0
-    # By hand for the first layer: eq. 11's two mean squared entries.
+    # By hand for the first layer (ranks 4, 3): the authors' code sums both squared errors and divides by 2 r2^2.
     U, V = model[0].frame_matrices()
-    own = ((U @ U.T - torch.eye(4, dtype=F64)) ** 2).mean() + ((V.T @ V - torch.eye(3, dtype=F64)) ** 2).mean()
+    own = (((U @ U.T - torch.eye(4, dtype=F64)) ** 2).sum() + ((V.T @ V - torch.eye(3, dtype=F64)) ** 2).sum()) / (2 * 3**2)
     torch.testing.assert_close(orthogonality_loss(model[0]), own)
+    torch.testing.assert_close(orthogonality_loss(model), reference_orthogonal_loss([model[0], model[2], model[3]]))
 
     model[0].orthogonalize_()
     model[2].orthogonalize_()

@@ -87,20 +87,27 @@ def test_lipconvnet5_weights_by_hand():
     assert round(sum(dense) / reference, 3) == 2.897 and round(sum(dense) / sum(ours), 3) == 2.920
 
 
-def test_wrn_compression_matches_table_2_over_the_papers_convs():
-    """WRN-16-10 at 192 / 256 / 320 against 3.6 / 2.4 / 1.8, over the paper's convs: its WRN-16-10 has
-    parameter-free shortcuts (average pooling and zero channels), ours three 1x1 conv shortcuts, which stay
-    dense and bring our whole-model ratio down (3.455 at rank 192)."""
+def test_wrn_compression_matches_table_2_over_the_whole_network():
+    """WRN-16-10 at 192 / 256 / 320 against 3.6 / 2.4 / 1.8 over the whole net: like Senderovich et al.'s
+    WRN-16-10 (``conv_shortcut=False`` in their src/WideResNet.py) ours has parameter-free shortcuts by default.
+    ``wrn-16-10-conv`` keeps three dense 1x1 conv shortcuts, which bring the ratio down (3.455 at rank 192);
+    without them its ratio is the paper's again."""
     for row in _paper("2", "none").dropna(subset=["rank"]).itertuples():
-        report = _meta("wrn-16-10", int(row.rank)).tt_report
+        model = _meta("wrn-16-10", int(row.rank))
+        assert compression_ratio(model) == pytest.approx(row.compression, abs=TOL), row.rank
+        assert not [n for n, m in model.named_modules() if "shortcut" in n and isinstance(m, nn.Conv2d)]
+        conv = _meta("wrn-16-10-conv", int(row.rank))
+        report = conv.tt_report
         kept = [e for e in report.entries if "shortcut" not in e.name]
         assert len(kept) == len(report.entries) - 3
-        ratio = sum(e.dense_params for e in kept) / sum(e.params for e in kept)
-        assert ratio == pytest.approx(row.compression, abs=TOL), row.rank
+        assert sum(e.dense_params for e in kept) / sum(e.params for e in kept) == pytest.approx(row.compression, abs=TOL)
+        assert compression_ratio(conv) < compression_ratio(model) - 0.01
+    whole = [round(compression_ratio(_meta("wrn-16-10", r)), 3) for r in (192, 256, 320)]
+    assert whole == [3.591, 2.398, 1.838]
 
 
 def _examples(pattern: str) -> list[str]:
-    examples = {"lipconvnet-N": ["lipconvnet-5"], "wrn-D-W": ["wrn-16-10", "wrn-10-1"]}
+    examples = {"lipconvnet-N": ["lipconvnet-5"], "wrn-D-W": ["wrn-16-10", "wrn-10-1", "wrn-10-1-conv"]}
     return examples.get(pattern, [pattern])
 
 

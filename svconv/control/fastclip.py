@@ -29,15 +29,22 @@ from svconv.spectrum._checks import check_count, check_positive
 from svconv.spectrum.power_qr import SingularTriples, power_qr_triples
 
 
+#: Relative margin, in units of the dtype's machine epsilon, within which an estimate equals the target.
+ROUNDING_ULPS = 64
+
+
 def project_top_k_(
     operator: Callable[[torch.Tensor], torch.Tensor], weight: torch.Tensor, triples: SingularTriples, max_sv: float
 ) -> int:
     """One FastClip projection of ``weight`` (a parameter of ``operator``) for the triples above ``max_sv``.
 
     ``triples``: PowerQR's of ``operator`` (right ``(k, *input_shape)``, left ``(k, *output_shape)``). Returns
-    the number of active constraints (0: nothing above ``max_sv``, ``weight`` untouched).
+    the number of active constraints (0: nothing above ``max_sv`` by more than rounding, ``weight`` untouched).
     """
-    active = (triples.values > max_sv).nonzero().flatten()
+    # A value the last step clipped to max_sv comes back a few ulps either side of it (how many depends on
+    # the BLAS summation order, so on the thread count): within ROUNDING_ULPS it counts as at the target.
+    limit = max_sv * (1 + ROUNDING_ULPS * torch.finfo(triples.values.dtype).eps)
+    active = (triples.values > limit).nonzero().flatten()
     if active.numel() == 0:
         return 0
     V, U = triples.right[active], triples.left[active]

@@ -8,6 +8,25 @@ import torch
 from torch import nn
 
 VERSIONS = ("standard", "plus", "rand", "custom")
+
+#: AutoAttack L2 radii a trial can run (its ``aa_radii``), in [0, 1] pixel units, and the ``trials`` column
+#: each fills. 0.25 is Senderovich et al. 2022's "AA": their code (src/robust_metrics.py) attacks at eps 0.5
+#: on inputs normalised by mean 0.5, std 0.5 (--gouk-transforms of their experiments.sh), i.e. 0.25 px.
+AUTOATTACK_RADII: dict[str, tuple[str, float]] = {
+    "0.25": ("autoattack_025", 0.25),
+    "36/255": ("autoattack_36", 36 / 255),
+    "0.5": ("autoattack_05", 0.5),
+}
+
+
+def parse_aa_radii(text: str) -> tuple[str, ...]:
+    """The radius names of a comma-separated ``aa_radii`` ("0.25,36/255"), each a key of
+    :data:`AUTOATTACK_RADII`; ValueError naming the allowed ones otherwise."""
+    names = tuple(t.strip() for t in str(text).split(",") if t.strip()) if isinstance(text, str) else ()
+    bad = [n for n in names if n not in AUTOATTACK_RADII]
+    if not names or bad or len(set(names)) != len(names):
+        raise ValueError(f"aa_radii must be distinct comma-separated radii from {', '.join(AUTOATTACK_RADII)} (pixel units); got {text!r}")
+    return names
 NORMS = ("L2", "Linf", "L1")
 
 

@@ -7,8 +7,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class _ScaledInput(nn.Module):
+    """``z -> model(z * std)``: ``model`` seen from inputs in units of ``x / std`` (per channel)."""
+
+    def __init__(self, model: nn.Module, std: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("std", std.detach().clone())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z * self.std.view(1, -1, *([1] * (z.dim() - 2))).to(z))
+
+
 def empirical_lipschitz(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: float = 0.5, batch_size: int = 256
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    step: float = 0.5,
+    batch_size: int = 256,
+    input_std: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-image ratios ``||f(x) - f(x')||_2 / ||x - x'||_2`` with ``x' = x + step * g / ||g||_2``.
 
@@ -17,7 +34,18 @@ def empirical_lipschitz(
     Every ratio is a lower bound on the network's Lipschitz constant; their maximum is the seed's
     "Lip." column. The model runs in eval mode (its mode is restored); ``x`` ``(N, C, H, W)``,
     ``y`` ``(N,)``. Images with a zero gradient give ratio 0. Returns ``(N,)`` float32 on ``x``'s device.
+
+    Units: by default ``x``'s ([0, 1] pixels; a 1-Lipschitz network behind ``Normalize(std)`` can give up to
+    ``1/min(std)``). ``input_std`` ``(C,)`` (the model's ``Normalize`` std, ``svconv.models.blocks.input_std``)
+    measures the step and the ratio in normalised-input units ``x / input_std`` instead, as Senderovich et
+    al. 2022 do (their inputs are normalised before the network): at most the network's own bound.
     """
+    if input_std is not None:
+        std = torch.as_tensor(input_std, dtype=torch.float32).flatten()
+        if x.dim() < 2 or std.numel() != x.shape[1] or not bool((std > 0).all()):
+            raise ValueError(f"input_std must hold one positive value per input channel ({x.shape[1]}); got {tuple(std.shape)}")
+        scaled = _ScaledInput(model, std.to(x.device)).train(model.training)  # restores the model's own mode
+        return empirical_lipschitz(scaled, x / std.to(x).view(1, -1, *([1] * (x.dim() - 2))), y, step, batch_size)
     if not step > 0:
         raise ValueError(f"step must be positive; got {step!r}")
     if y.shape != (x.shape[0],):

@@ -31,6 +31,15 @@ class Normalize(nn.Module):
         return (x - self.mean.view(shape).to(x.dtype)) / self.std.view(shape).to(x.dtype)
 
 
+def input_std(model: nn.Module) -> torch.Tensor | None:
+    """The ``std`` ``(C,)`` of the first :class:`Normalize` in ``model`` (what turns pixel units into the
+    normalised-input units the network sees), or None when it has none."""
+    for m in model.modules():
+        if isinstance(m, Normalize):
+            return m.std.detach()
+    return None
+
+
 class Residual(nn.Module):
     """``body(x) + shortcut(x)``; ``shortcut`` None is the identity. Lipschitz ``Lip(body) + Lip(shortcut)``."""
 

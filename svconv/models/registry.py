@@ -76,7 +76,7 @@ def _small_cnn(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, 
 def _wrn(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
     from svconv.models.wrn import wide_resnet
 
-    return wide_resnet(spec.depth, spec.width, c, num_classes)
+    return wide_resnet(spec.depth, spec.width, c, num_classes, conv_shortcut=spec.name.endswith("-conv"))
 
 
 def _vgg19(spec: ArchSpec, c: int, size: tuple[int, int], num_classes: int, rank: int | None) -> nn.Module:
@@ -143,7 +143,8 @@ MODELS: dict[str, ModelEntry] = {
         "lipconvnet", _lipconvnet, r"lipconvnet-(?P<depth>\d+)(?:-(?P<width>\d+))?", _check_lipconvnet, builder_takes_rank=True,
         preprocessing="center-scale", lr=LR_LIPCONVNET,
     ),  # fmt: skip
-    "wrn-D-W": ModelEntry("wrn", _wrn, r"wrn-(?P<depth>\d+)-(?P<width>\d+)", _check_wrn, lr=LR_BN_NETS),
+    # parameter-free shortcuts as the reference code's WRN-16-10; "-conv": 1x1 conv shortcuts
+    "wrn-D-W": ModelEntry("wrn", _wrn, r"wrn-(?P<depth>\d+)-(?P<width>\d+)(?:-conv)?", _check_wrn, lr=LR_BN_NETS),
     # a narrower AOL-FC (W units per layer instead of 4 h w): the demo's AOL net
     "aol-fc-W": ModelEntry("aol", _aol, r"aol-fc-(?P<width>\d+)", _check_aol_fc, tt=False, preprocessing="none", lr=LR_AOL),
     "vgg19": ModelEntry("vgg19", _vgg19, lr=LR_BN_NETS),
@@ -155,7 +156,7 @@ ARCH_PATTERNS = tuple(MODELS)
 _KNOWN = (
     "small-cnn, lipconvnet-N (N a multiple of 5, e.g. lipconvnet-5, lipconvnet-20), lipconvnet-N-W (first block "
     "W channels instead of 32, e.g. lipconvnet-5-8), aol-fc-W (W units per layer, e.g. aol-fc-256), "
-    "wrn-D-W (D = 6n + 4, e.g. wrn-16-10), vgg19, resnet18, " + ", ".join(AOL_ARCHS)
+    "wrn-D-W (D = 6n + 4, e.g. wrn-16-10; wrn-D-W-conv: 1x1 conv shortcuts), vgg19, resnet18, " + ", ".join(AOL_ARCHS)
 )
 
 

@@ -65,13 +65,18 @@ TRIALS = pa.schema(
         pa.field("cra_72", pa.float64()),
         pa.field("cra_108", pa.float64()),
         pa.field("cra_255", pa.float64()),
+        # AutoAttack L2 robust accuracy at 0.5, 36/255 and 0.25 (Senderovich et al.'s AA) in [0, 1] pixel units
         pa.field("autoattack_05", pa.float64()),
         pa.field("autoattack_36", pa.float64()),
+        pa.field("autoattack_025", pa.float64()),
         pa.field("aa_clean_acc", pa.float64()),  # clean accuracy on the AutoAttack images
         pa.field("corruption_acc", pa.float64()),
         pa.field("lipschitz_bound", pa.float64()),
         pa.field("emp_lip_max", pa.float64()),
-        pa.field("emp_lip_hist", pa.list_(pa.float64())),  # per-image ratios
+        pa.field("emp_lip_hist", pa.list_(pa.float64())),  # per-image ratios, [0, 1] pixel units
+        # the same in the units of the inputs after the model's Normalize (Senderovich et al. 2022's "Lip.")
+        pa.field("emp_lip_max_normalized", pa.float64()),
+        pa.field("emp_lip_hist_normalized", pa.list_(pa.float64())),
         pa.field("compression", pa.float64()),
         pa.field("final_train_loss", pa.float64()),
         # test accuracy LEARNED_ACC_MARGIN points above chance, or last epoch's training loss LEARNED_LOSS_DROP below the

@@ -15,10 +15,6 @@ from torch import nn
 from svconv.results.schema import LAYERS
 from svconv.training.batches import DeviceBatches
 
-#: AutoAttack radii (L2, inputs in [0, 1]) and the ``trials`` columns they fill.
-AUTOATTACK_EPS = {"autoattack_05": 0.5, "autoattack_36": 36 / 255}
-
-
 @torch.no_grad()
 def predict(
     model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
@@ -49,6 +45,7 @@ def final_metrics(
     dataset: str,
     device: torch.device,
     aa_n: int = 0,
+    aa_radii: str = "36/255,0.5",
     emp_lip_n: int = 256,
     data_root: str | None = None,
     progress: bool | None = None,
@@ -56,9 +53,11 @@ def final_metrics(
     """The end-of-trial metrics as ``trials`` columns, and the per-layer ``layers`` rows.
 
     Accuracies and ECE in percent. ``lipschitz_bound`` is the certified bound of the whole network,
-    used for the certified accuracies; AutoAttack (L2, eps 0.5 and 36/255) runs on the first ``aa_n``
-    test images (0 skips it) and ``aa_clean_acc`` is the clean accuracy on those same images; the
-    empirical Lipschitz ratios are per image on the first ``emp_lip_n``; corruption accuracy for
+    used for the certified accuracies; AutoAttack (L2, at each radius of ``aa_radii``, pixel units,
+    ``svconv.metrics.autoattack.AUTOATTACK_RADII``) runs on the first ``aa_n`` test images (0 skips it) and
+    ``aa_clean_acc`` is the clean accuracy on those same images; the empirical Lipschitz ratios are per image
+    on the first ``emp_lip_n``, in pixel units (``emp_lip_*``) and in the units of the inputs after the
+    model's ``Normalize`` (``emp_lip_*_normalized``, the papers' "Lip."); corruption accuracy for
     ``cifar10`` / ``cifar100`` when CIFAR-10-C / CIFAR-100-C is present under ``data_root``.
     """
     from svconv import metrics
@@ -81,14 +80,21 @@ def final_metrics(
         x, y = test.first(aa_n)
         with torch.no_grad():
             out["aa_clean_acc"] = accuracy(model(x).float(), y)
-        for column, eps in AUTOATTACK_EPS.items():
+        from svconv.metrics.autoattack import AUTOATTACK_RADII, parse_aa_radii
+
+        for name in parse_aa_radii(aa_radii):
+            column, eps = AUTOATTACK_RADII[name]
             out[column] = float(metrics.autoattack_accuracy(model, x, y, eps))
 
     if emp_lip_n > 0:
         x, y = test.first(emp_lip_n)
-        ratios = torch.as_tensor(metrics.empirical_lipschitz(model, x, y)).detach().flatten().double().cpu()
-        out["emp_lip_hist"] = ratios.tolist()
-        out["emp_lip_max"] = float(ratios.max()) if ratios.numel() else None
+        from svconv.models.blocks import input_std
+
+        std = input_std(model)
+        for suffix, scale in (("", None), ("_normalized", std if std is not None else torch.ones(x.shape[1]))):
+            ratios = torch.as_tensor(metrics.empirical_lipschitz(model, x, y, input_std=scale)).detach().flatten().double().cpu()
+            out[f"emp_lip_hist{suffix}"] = ratios.tolist()
+            out[f"emp_lip_max{suffix}"] = float(ratios.max()) if ratios.numel() else None
 
     from svconv.data.cifar_c import FOLDERS, find_cifar_c
 

@@ -92,17 +92,23 @@ class TTFrames:
 
 
 def orthogonality_loss(model: nn.Module) -> torch.Tensor:
-    """Eq. 11 of Senderovich et al. 2022: ``(1/N) sum_l [mean((U_l U_l^T - I)^2) + mean((V_l^T V_l - I)^2)]`` over the N TT layers.
+    """Eq. 11 of Senderovich et al. 2022 with the normalisation of the authors' code (``orthogonal_loss`` in
+    ``src/SOTT.py`` of github.com/WhiteTeaDragon/practical_svd_conv, and ``loss += (k / shapes) * loss_``):
+    ``sum_l (||U_l U_l^T - I||_F^2 + ||V_l^T V_l - I||_F^2) / sum_l 2 r2_l^2`` over the TT layers ``l``.
 
-    Covers every :class:`TTFrames` module of ``model`` (``TTConv2d``/``TTConv3d``, ``SOCTT``), ``model``
-    itself included. Differentiable in the frames; a 0-d zero (on the model's device) when there is none.
+    So ``lam`` is on the scale of that code's ``--orthogonal-k``. Both squared errors of every layer are
+    summed before one division (a layer with more frame entries weighs more), and the divisor counts
+    ``2 r2^2`` per layer as that code does (``V``'s rank for both frames). Covers every :class:`TTFrames`
+    module of ``model`` (``TTConv2d``/``TTConv3d``, ``SOCTT``), ``model`` itself included. Differentiable in
+    the frames; a 0-d zero (on the model's device) when there is none.
     """
-    terms = []
+    total, count = [], 0
     for m in model.modules():
         if isinstance(m, TTFrames):
             eu, ev = m.frame_errors()
-            terms.append(eu.pow(2).mean() + ev.pow(2).mean())
-    if not terms:
+            total.append(eu.pow(2).sum() + ev.pow(2).sum())
+            count += 2 * ev.shape[0] ** 2
+    if not total:
         p = next(model.parameters(), None)
         return torch.zeros((), device=p.device if p is not None else None, dtype=p.dtype if p is not None else None)
-    return torch.stack(terms).mean()
+    return torch.stack(total).sum() / count
