@@ -13,7 +13,8 @@ The cluster's job server wants its auth token (see :mod:`sweeps.jobs`). ``svconv
 sweep storage is mounted.
 
 ``--results`` and ``--storage`` are paths *on the cluster*, on storage every node mounts (see
-:mod:`sweeps.state`); the defaults are the cluster's own (``$SVCONV_SWEEPS`` or ``~/svconv_sweeps`` on the head).
+:mod:`sweeps.state`); the defaults are the cluster's own (``$SVCONV_SWEEPS``, else ``<results>/.sweeps``
+with ``--results``, else ``~/svconv_sweeps`` on the head).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def submit_sweep(
     )
     print(job_id, flush=True)
     base = address.rstrip("/")
-    where = f" --storage {storage}" if storage else ""
+    where = f" --storage {storage}" if storage else f" --results {results}" if results else ""
     print(
         f"submitted sweep {spec.name!r} ({len(spec.trials)} trials) as Ray job {job_id}\n"
         f"  dashboard: {base}/#/jobs/{job_id}\n"
