@@ -75,7 +75,8 @@ def slurm_job(tmp_path):
     ports = {name: free_port() for name in ("gcs", "dashboard", "client", "agent", "metrics", "runtime_env")}
     env = {
         "PATH": os.pathsep.join([str(shims), str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
-        "HOME": str(home), "LANG": "C.UTF-8", "SHIM_LOG": str(tmp_path / "slurm-calls.log"), MARKER: marker,
+        # PYTHONPATH: a checkout run with its tree first on the path tests its own code, not the venv's install
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "HOME": str(home), "LANG": "C.UTF-8", "SHIM_LOG": str(tmp_path / "slurm-calls.log"), MARKER: marker,
         "SLURM_JOB_ID": str(900000 + secrets.randbelow(99999)), "SLURM_JOB_NODELIST": "localhost",
         "SLURM_JOB_NUM_NODES": "1", "SLURM_NNODES": "1", "SLURM_NTASKS_PER_NODE": "1",
         "SLURM_CPUS_PER_TASK": "2", "SLURM_GPUS_ON_NODE": "0", "SLURM_SUBMIT_DIR": str(ROOT),
