@@ -31,7 +31,8 @@ from sweeps.jobs import Submission, follow_job, job_client, status_name
 #: Not shipped with the job (Ray also honours the project's .gitignore): keeps the upload to about 1 MB.
 EXCLUDES = [
     ".git", ".venv", "venv", "**/__pycache__", "*.egg-info", ".pytest_cache", "build", "dist",
-    "results", "demo_results", "test-artifacts", "bench-figures", "*.parquet", "*.pt", "*.html",
+    # anchored, as in .gitignore: a bare "results" would also drop the package svconv/results
+    "/results", "/demo_results", "/test-artifacts", "/bench-figures", "*.parquet", "*.pt", "*.html",
     "*auth_token*",  # a Ray auth token kept in the checkout (git-ignored) stays on this machine
 ]
 SPEC_TEXT_ENV = "SVCONV_SPEC_TEXT"
