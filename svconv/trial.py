@@ -26,7 +26,7 @@ from svconv.config import TrialConfig
 from svconv.results import canonical_json, provenance, write_rows
 from svconv.results.schema import CONFIG_FIELDS
 from svconv.training.batches import DeviceBatches
-from svconv.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from svconv.training.checkpoint import checkpoints, load_latest_readable, save_checkpoint
 from svconv.training.evaluate import accuracy, final_metrics, predict
 from svconv.training.loop import DivergedError, DivergenceGuard, train_one_epoch
 from svconv.training.losses import make_loss, resolve_loss
@@ -234,11 +234,12 @@ def _set_up(config: TrialConfig, device: torch.device) -> _Run:
 
 
 def _resume(run: _Run, checkpoint_dir: str | os.PathLike | None, trial_id: str, state: _Progress) -> int:
-    """Restore the latest checkpoint in ``checkpoint_dir``, if any; return the number of epochs it holds."""
-    ckpt = latest_checkpoint(checkpoint_dir)
-    if ckpt is None:
+    """Restore the newest readable checkpoint in ``checkpoint_dir``, if any (an unreadable one is logged and
+    skipped); return the number of epochs it holds (0: train from the start)."""
+    found = load_latest_readable(checkpoints(checkpoint_dir), map_location=run.device)
+    if found is None:
         return 0
-    saved = load_checkpoint(ckpt, map_location=run.device)
+    ckpt, saved = found
     if saved["trial_id"] != trial_id:
         raise ValueError(
             f"checkpoint {ckpt} belongs to trial {saved['trial_id']}, not {trial_id}; "

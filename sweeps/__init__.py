@@ -1,7 +1,9 @@
 """Ray Tune sweeps of training trials: specs (``spec``), the driver (``driver``), one run per sweep
 (``lock``), Ray Jobs submission (``submit``) through an authenticated job server (``jobs``), status
 (``status``) and where sweep state lives (``state``); early stopping (``scheduler``), experiment
-trackers (``trackers``) and the dry run's cost estimate (``cost``); ``svconv sweep`` is ``cli``.
+trackers (``trackers``) and the dry run's cost estimate (``cost``); which errors are retried, and the
+data check before any trial (``failures``); SIGTERM handled as Ctrl+C (``interrupt``); ``svconv sweep``
+is ``cli``.
 
 Heavy libraries (Ray) are imported by ``driver`` at import time, by ``jobs`` inside its functions.
 """

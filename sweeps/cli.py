@@ -12,11 +12,18 @@ DESCRIPTION = """Run a grid of training trials (a spec in sweeps/*.yaml) on Ray 
 Each trial writes its Parquet rows under the results folder by trial id (a hash of its config), so
 retries and re-runs replace rows instead of duplicating them.
 
-Sweep state is kept under --storage (default $SVCONV_SWEEPS or ~/svconv_sweeps) in <storage>/<name>/:
-sweep.json, Ray Tune's experiment (tune/) and, unless --results says otherwise, results/. On a
-multi-node cluster both must be on storage that every node mounts at the same path."""
+Sweep state is kept under --storage (default $SVCONV_SWEEPS, else <results>/.sweeps with --results,
+else ~/svconv_sweeps) in <storage>/<name>/: sweep.json, Ray Tune's experiment (tune/) and, unless
+--results says otherwise, results/. On a multi-node cluster both must be on storage that every node
+mounts at the same path.
 
-STORAGE_HELP = "storage root of sweep state (default: $SVCONV_SWEEPS or ~/svconv_sweeps; shared by all nodes)"
+Exit status: 0 all trials ok (or stopped early), 1 some failed, 2 bad spec, options, missing data or a
+sweep already running, 130 stopped by SIGINT (Ctrl+C), 143 stopped by SIGTERM (scancel, a pod's
+deletion); `resume` continues a stopped sweep."""
+
+STORAGE_HELP = ("storage root of sweep state (default: $SVCONV_SWEEPS, else RESULTS/.sweeps with --results, "
+                "else ~/svconv_sweeps; shared by all nodes)")
+FIND_RESULTS_HELP = "the --results folder the sweep ran with, to find its state there (RESULTS/.sweeps) without --storage"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help="the sweep's name (the spec's `name`)")
     p.add_argument("--address", default=None, help="Ray cluster to join (see `run`)")
     p.add_argument("--storage", default=None, metavar="DIR", help=STORAGE_HELP)
-    p.add_argument("--retry-failed", action="store_true", help="run trials that ran out of retries again too")
+    p.add_argument("--results", default=None, metavar="DIR", help=FIND_RESULTS_HELP)
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run failed trials again too (those out of retries and those that failed at once)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("status", help="counts per status and the failures of a sweep",
@@ -64,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                    "and each failure with its error.")
     p.add_argument("name", metavar="NAME", help="the sweep's name")
     p.add_argument("--storage", default=None, metavar="DIR", help=STORAGE_HELP)
+    p.add_argument("--results", default=None, metavar="DIR", help=FIND_RESULTS_HELP)
     p.add_argument("--full-errors", action="store_true", help="print whole error tracebacks")
     p.add_argument("--json", action="store_true", help="one JSON object per trial on stdout")
     p.add_argument("--address", default=None, metavar="URL",
@@ -80,21 +90,25 @@ def _run(args: argparse.Namespace) -> int:
     from sweeps.spec import load_spec, parse_spec
 
     spec = parse_spec(sys.stdin.read(), source="<stdin>") if args.spec == "-" else load_spec(args.spec)
+    from sweeps.failures import check_data
+    from sweeps.spec import iter_trial_dicts
+
     if args.dry_run:
         from sweeps.cost import DEFAULT_TIMINGS, estimate_cost, format_cost, read_measurements
 
         folders = args.timings or [str(DEFAULT_TIMINGS)]
         print(format_trials(spec))
         print(format_cost(estimate_cost(spec, read_measurements(folders), folders)))
+        check_data(spec.name, [t["config"] for t in iter_trial_dicts(spec)])  # what `run` would refuse (exit 2)
         return 0
     from sweeps.driver import run_sweep
     from sweeps.state import SweepState
     from svconv.results import check_writable
 
-    check_writable(SweepState.from_spec(spec, args.results, args.storage).results_dir)  # before any trial trains
-    outcome = run_sweep(spec, results_dir=args.results, storage=args.storage, address=args.address,
-                        progress=not args.no_progress)
-    return _finish(outcome, storage=args.storage)
+    state = SweepState.from_spec(spec, args.results, args.storage)
+    check_writable(state.results_dir)  # before any trial trains
+    return _driven(lambda: run_sweep(spec, results_dir=args.results, storage=args.storage, address=args.address,
+                                     progress=not args.no_progress), state)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -102,22 +116,45 @@ def _resume(args: argparse.Namespace) -> int:
     from sweeps.state import SweepState
     from svconv.results import check_writable
 
-    check_writable(SweepState.load(args.name, args.storage).results_dir)  # before any trial trains
-    outcome = resume_sweep(args.name, storage=args.storage, address=args.address, retry_failed=args.retry_failed,
-                           progress=not args.no_progress)
-    return _finish(outcome, storage=args.storage)
+    state = SweepState.load(args.name, args.storage, args.results)
+    check_writable(state.results_dir)  # before any trial trains
+    return _driven(lambda: resume_sweep(args.name, storage=args.storage, address=args.address,
+                                        retry_failed=args.retry_failed, progress=not args.no_progress,
+                                        results_dir=args.results), state)
 
 
-def _finish(outcome, storage: str | None) -> int:
+def _driven(drive, state) -> int:
+    """Run ``drive()`` (a run or resume of sweep ``state``) and finish; a signal that arrived outside Tune's
+    loop (:class:`sweeps.interrupt.Terminated`, Ctrl+C) still prints how to resume, exit 128 + signal."""
+    import signal
+
+    from sweeps.interrupt import Terminated
+    from sweeps.state import resume_command
+
+    try:
+        outcome = drive()
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        print(f"interrupted ({signal.Signals(signum).name}): continue with `{resume_command(state.name, state.storage)}`",
+              file=sys.stderr)
+        return 128 + signum
+    return _finish(outcome)
+
+
+def _finish(outcome) -> int:
+    import signal
+
+    from sweeps.state import resume_command
     from sweeps.status import format_status
 
     print(format_status(outcome.status))
     if outcome.retried:
         print(f"{outcome.retried} trial failure(s) (errors or lost nodes) were retried", file=sys.stderr)
     if outcome.interrupted:
-        where = f" --storage {storage}" if storage else ""
-        print(f"interrupted: continue with `svconv sweep resume {outcome.status.name}{where}`", file=sys.stderr)
-        return 130
+        signum = outcome.signal or signal.SIGINT
+        print(f"interrupted ({signal.Signals(signum).name}): continue with "
+              f"`{resume_command(outcome.status.name, outcome.storage)}`", file=sys.stderr)
+        return 128 + signum
     from svconv.results import compact_results
 
     compact_results(outcome.status.results_dir)  # its report then reads a few files, not one per trial and table
@@ -137,12 +174,13 @@ def _status(args: argparse.Namespace) -> int:
         from sweeps.submit import remote_status
 
         flags = tuple(f for f, on in (("--json", args.json), ("--full-errors", args.full_errors)) if on)
+        flags += ("--results", args.results) if args.results else ()
         return remote_status(args.name, args.address, args.storage, flags, token_file=args.token_file)
     if args.token_file:
         raise ValueError("--token-file goes with --address (reading the sweep storage needs no token)")
     from sweeps.status import format_status, status_rows, sweep_status
 
-    status = sweep_status(args.name, args.storage)
+    status = sweep_status(args.name, args.storage, args.results)
     if args.json:
         for row in status_rows(status):
             print(json.dumps(row))

@@ -10,9 +10,11 @@ trackers: :mod:`sweeps.trackers`.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -22,10 +24,12 @@ from typing import Any, Mapping, Sequence
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+from sweeps.failures import check_data, is_deterministic, one_line
+from sweeps.interrupt import TermAsInterrupt
 from sweeps.lock import SweepLock
 from sweeps.scheduler import TIME_ATTR, SchedulerSpec, write_stopped_rows
 from sweeps.spec import SweepSpec
-from sweeps.state import SweepState
+from sweeps.state import SweepState, check_owner
 from sweeps.status import SweepStatus, sweep_status
 
 
@@ -36,6 +40,8 @@ class SweepOutcome:
     status: SweepStatus
     interrupted: bool
     retried: int = 0  # trial failures (errors, lost nodes) that Tune answered with a retry in this run
+    signal: int | None = None  # the signal that interrupted it (SIGINT or SIGTERM); None: not by a signal
+    storage: str | None = None  # the storage root of its state (for the resume command)
 
     @property
     def ok(self) -> bool:
@@ -51,7 +57,9 @@ def sweep_trainable(params: dict[str, Any]) -> None:
 
     Reports each epoch's metrics with the epoch's checkpoint, then a final report with ``final=True``
     and the trial's status. An exception of the trial is re-raised after its ``failed`` row is written,
-    so Tune's ``FailureConfig`` retries it (from the last checkpoint).
+    so Tune's ``FailureConfig`` retries it (from the last checkpoint), unless it is deterministic
+    (:mod:`sweeps.failures`): then the final report says ``failed`` with the error's line, and Tune
+    does not retry. Warnings of the trial (an unreadable checkpoint) travel in ``notes``.
     """
     import ray
 
@@ -60,29 +68,78 @@ def sweep_trainable(params: dict[str, Any]) -> None:
 
     trial = params["trial"]
     config = TrialConfig.from_dict(trial["config"])
-    with tempfile.TemporaryDirectory(prefix=f"svconv-{trial['trial_id']}-") as work:
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:  # a retry or a resumed sweep: continue from the last epoch
-            checkpoint.to_directory(work)
+    notes = _NoteHandler()
+    logging.getLogger("svconv").addHandler(notes)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"svconv-{trial['trial_id']}-") as work:
+            checkpoint = tune.get_checkpoint()
+            if checkpoint is not None:  # a retry or a resumed sweep: continue from the last readable epoch
+                notes.aliases = _restore_checkpoints(checkpoint, work)
 
-        node_id = ray.get_runtime_context().get_node_id()  # which node ran which epoch, in Tune's results
+            node_id = ray.get_runtime_context().get_node_id()  # which node ran which epoch, in Tune's results
 
-        def report(metrics: dict[str, Any]) -> None:
-            # run_trial saved the epoch's checkpoint in `work` before calling this (it keeps only the latest)
-            # clean_acc: the epoch's test accuracy, under the name a scheduler's metric uses (sweeps.scheduler)
-            tune.report({**_scalars(metrics), "clean_acc": metrics["test_acc"], "node_id": node_id},
-                        checkpoint=tune.Checkpoint.from_directory(work))
+            def report(metrics: dict[str, Any]) -> None:
+                # run_trial saved the epoch's checkpoint in `work` before calling this (it keeps only the latest)
+                # clean_acc: the epoch's test accuracy, under the name a scheduler's metric uses (sweeps.scheduler)
+                tune.report({**_scalars(metrics), "clean_acc": metrics["test_acc"], "node_id": node_id, **notes.take()},
+                            checkpoint=tune.Checkpoint.from_directory(work))
 
-        row = run_trial(
-            config,
-            params["results_dir"],
-            sweep=params["sweep"],
-            checkpoint_dir=work,
-            report=report,
-            raise_on_error=True,
-            progress=False,
-        )
-    tune.report({**_scalars(row), "final": True})
+            failure = {}
+            try:
+                row = run_trial(
+                    config,
+                    params["results_dir"],
+                    sweep=params["sweep"],
+                    checkpoint_dir=work,
+                    report=report,
+                    raise_on_error=True,
+                    progress=False,
+                )
+            except Exception as exc:
+                if not is_deterministic(exc):
+                    raise  # Tune retries it
+                row, failure = {"status": "failed"}, {"error_line": one_line(exc)}  # its row is written (disk allowing)
+    finally:
+        logging.getLogger("svconv").removeHandler(notes)
+    tune.report({**_scalars(row), "final": True, **failure, **notes.take()})
+
+
+def _restore_checkpoints(checkpoint: tune.Checkpoint, work: str) -> dict[str, str]:
+    """Tune's latest checkpoint of the trial into ``work``, and the epoch files of the others kept beside it
+    (``num_to_keep``; and any a driver that was stopped saved after Tune's last record of the trial), so
+    that run_trial resumes from the newest readable one. Returns each copy's path -> its file in Tune's
+    storage (what a warning about it should name)."""
+    checkpoint.to_directory(work)
+    latest = Path(checkpoint.path)  # the storage is a filesystem path (sweeps.state): a local path here
+    copies = {str(Path(work) / f.name): str(f) for f in latest.glob("epoch_*.pt")}
+    try:
+        for folder in latest.parent.glob("checkpoint_*"):
+            for f in folder.glob("epoch_*.pt"):
+                if str(Path(work) / f.name) not in copies:
+                    shutil.copyfile(f, Path(work) / f.name)
+                    copies[str(Path(work) / f.name)] = str(f)
+    except OSError as exc:  # only a fallback: the latest is there
+        logging.getLogger(__name__).warning("older checkpoints of %s not copied: %s", latest, exc)
+    return copies
+
+
+class _NoteHandler(logging.Handler):
+    """Collects the warnings of the trial's library code, for its next report (``notes``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+        self.aliases: dict[str, str] = {}  # a path in the trial's scratch folder -> the file it is a copy of
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        for copy, source in self.aliases.items():
+            text = text.replace(copy, source)
+        self.lines.append(text)
+
+    def take(self) -> dict[str, str]:
+        lines, self.lines = self.lines, []
+        return {"notes": "\n".join(lines)} if lines else {}
 
 
 _DROP = {"checkpoint", "config_json", "error"}
@@ -134,13 +191,18 @@ def run_sweep(
         callbacks: more Tune callbacks (loggers, monitors); they see every result, which carries the
             ``node_id`` of the node that ran it.
 
-    A previous run of a sweep with the same name is replaced (its results stay; equal trials rewrite
-    the same files). To continue an interrupted sweep instead, use :func:`resume_sweep`. While a run
-    or resume of the same name holds the sweep's lock (:mod:`sweeps.lock`), this raises
-    :class:`sweeps.lock.SweepLocked` and touches nothing.
+    A previous run of a sweep with the same name and results folder is replaced (its results stay;
+    equal trials rewrite the same files); the state of another results folder is not
+    (:func:`sweeps.state.check_owner`, a ValueError). To continue an interrupted sweep instead, use
+    :func:`resume_sweep`. While a run or resume of the same name holds the sweep's lock
+    (:mod:`sweeps.lock`), this raises :class:`sweeps.lock.SweepLocked` and touches nothing. A dataset
+    missing under its ``data_root`` is a ValueError (:func:`check_data`) before anything starts. SIGTERM
+    stops it as SIGINT does (:mod:`sweeps.interrupt`).
     """
     state = SweepState.from_spec(spec, results_dir, storage)
-    with SweepLock(state.root, spec.name, "svconv sweep run"):
+    check_data(state.name, [t["config"] for t in state.trials])
+    with TermAsInterrupt() as term, SweepLock(state.root, spec.name, "svconv sweep run"):
+        check_owner(state)
         if state.tune_dir.exists():
             print(
                 f"note: replacing the saved state of sweep {spec.name!r} in {state.root} "
@@ -150,7 +212,7 @@ def run_sweep(
             shutil.rmtree(state.tune_dir)
         os.makedirs(state.results_dir, exist_ok=True)
         state.save()
-        return _fit(state, address, progress, callbacks=callbacks)
+        return _fit(state, address, progress, callbacks=callbacks, term=term)
 
 
 def resume_sweep(
@@ -160,20 +222,24 @@ def resume_sweep(
     retry_failed: bool = False,
     progress: bool = True,
     callbacks: Sequence[tune.Callback] = (),
+    results_dir: str | os.PathLike | None = None,
 ) -> SweepOutcome:
     """Continue sweep ``name`` from Ray Tune's saved experiment: finished trials are not run again,
     unfinished ones continue from their last checkpoint, pending ones start; with ``retry_failed``
-    errored trials run again too (from their last checkpoint). A trial that Tune finished but whose
-    Parquet rows are missing or unreadable runs again from the start. Refused like :func:`run_sweep`
-    while another run holds the sweep's lock."""
-    state = SweepState.load(name, storage)
-    with SweepLock(state.root, state.name, "svconv sweep resume"):
+    failed trials run again too (from their last checkpoint). A trial that Tune finished but whose
+    Parquet rows (of any table) are missing or unreadable runs again from the start. Refused like
+    :func:`run_sweep` while another run holds the sweep's lock. ``results_dir``: find the state of a
+    sweep run with a results folder and no storage root (:func:`sweeps.state.default_storage`)."""
+    state = SweepState.load(name, storage, results_dir)
+    check_data(state.name, [t["config"] for t in state.trials])
+    with TermAsInterrupt() as term, SweepLock(state.root, state.name, "svconv sweep resume"):
         if not _has_experiment(state.tune_dir):
             raise ValueError(
                 f"sweep {state.name!r} has no Ray Tune state to resume in {state.tune_dir}; "
                 f"start it with `svconv sweep run {state.spec_source}`"
             )
-        return _fit(state, address, progress, resume="AUTO+ERRORED" if retry_failed else "AUTO", callbacks=callbacks)
+        return _fit(state, address, progress, resume="AUTO+ERRORED" if retry_failed else "AUTO", callbacks=callbacks,
+                    term=term, retry_failed=retry_failed)
 
 
 def _has_experiment(path: Path) -> bool:
@@ -197,8 +263,13 @@ def _fit(
     progress: bool,
     resume: str | None = None,
     callbacks: Sequence[tune.Callback] = (),
+    term: TermAsInterrupt | None = None,
+    retry_failed: bool = False,
 ) -> SweepOutcome:
-    """Run (``resume`` None) or resume (a ``tune.run`` resume mode) the sweep's Tune experiment."""
+    """Run (``resume`` None) or resume (a ``tune.run`` resume mode) the sweep's Tune experiment.
+
+    ``term``: SIGTERM's handler, installed again once Ray has started (``ray.init`` replaces it).
+    """
     import ray
 
     from sweeps.trackers import tracker_callbacks
@@ -211,28 +282,38 @@ def _fit(
         # "local" starts a new instance; None would join any `ray start` cluster already on this machine
         ray.init(address=address or "local", log_to_driver=False)
         started_ray = True
+    if term is not None:
+        term.install()
     try:
         note = check_resources(state.resources, ray.cluster_resources(), len(state.trials), can_grow=address is not None)
         if note:
             print(note, file=sys.stderr)
         retries = _Retries()
-        extra = [retries, *trackers, *callbacks]
+        extra = [retries, _Notes(), *trackers, *callbacks]
         bar = [_Progress(state.name, len(state.trials))] if progress else []
         analysis = _tune_run(state, state.trials, state.tune_dir.name, resume, extra + bar)
         stopped = _stopped_ids(state)
         unfinished = _unfinished(analysis, stopped)
-        if resume and not unfinished:
-            lost = _rows_lost(state, analysis)
+        if resume and not unfinished and not (term and term.received):
+            lost = _rows_lost(state, analysis, stopped)
+            failed = _failed_finished(state, analysis) if retry_failed else []
             if lost:
-                print(f"{len(lost)} finished trial(s) have no readable rows; running them again: "
+                print(f"{len(lost)} trial(s) have damaged or missing rows; running them again: "
                       + ", ".join(t["label"] for t in lost), file=sys.stderr)
+            if failed:
+                print(f"{len(failed)} trial(s) failed without a retry (a deterministic error); running them again "
+                      "(--retry-failed): " + ", ".join(t["label"] for t in failed), file=sys.stderr)
+            again = lost + [t for t in failed if t not in lost]
+            if again:
                 shutil.rmtree(state.root / RERUN_DIR, ignore_errors=True)
-                again = _tune_run(state, lost, RERUN_DIR, None, extra + ([_Progress(state.name, len(lost))] if progress else []))
-                unfinished = _unfinished(again, _stopped_ids(state))
+                rerun = _tune_run(state, again, RERUN_DIR, None, extra + ([_Progress(state.name, len(again))] if progress else []))
+                unfinished = _unfinished(rerun, _stopped_ids(state))
     finally:
         if started_ray:
             ray.shutdown()
-    return SweepOutcome(status=sweep_status(state.name, state.storage), interrupted=unfinished > 0, retried=retries.count)
+    signum = (term.received if term else None) or (signal.SIGINT if unfinished else None)
+    return SweepOutcome(status=sweep_status(state.name, state.storage), interrupted=unfinished > 0 or signum is not None,
+                        retried=retries.count, signal=signum, storage=state.storage)
 
 
 def _tune_run(state: SweepState, trials: list[dict[str, Any]], experiment: str, resume: str | None,
@@ -261,7 +342,8 @@ def _tune_run(state: SweepState, trials: list[dict[str, Any]], experiment: str, 
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_dirname,
             max_failures=state.retries,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # two: a damaged latest checkpoint falls back to the one before it (_restore_checkpoints)
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=callbacks,
             scheduler=scheduler,
             verbose=0,
@@ -299,14 +381,27 @@ def _unfinished(analysis: Any, stopped: set[str]) -> int:
                for t in analysis.trials)
 
 
-def _rows_lost(state: SweepState, analysis: Any) -> list[dict[str, Any]]:
-    """Trials Tune finished whose ``trials`` row cannot be read (a damaged or deleted Parquet file)."""
+def _rows_lost(state: SweepState, analysis: Any, stopped: set[str]) -> list[dict[str, Any]]:
+    """Trials Tune finished (or the scheduler stopped) whose rows are lost: no readable ``trials`` row (a
+    damaged or deleted file), or a damaged ``epochs`` or ``layers`` file."""
+    from svconv.results.store import damaged_trials, read_table_checked
+
+    ended = {t.config["trial"]["trial_id"] for t in analysis.trials if _finished(t)} | stopped
+    rows, _ = read_table_checked(state.results_dir, "trials")  # a damaged file's trial has no row here
+    have = set(rows.loc[rows["sweep"] == state.name, "trial_id"])
+    damaged = set(damaged_trials(state.results_dir))
+    return [t for t in state.trials if t["trial_id"] in ended and (t["trial_id"] not in have or t["trial_id"] in damaged)]
+
+
+def _failed_finished(state: SweepState, analysis: Any) -> list[dict[str, Any]]:
+    """Trials that ended with a final report and a ``failed`` row: a deterministic error, not retried by Tune
+    (its ``ERROR`` trials are ``resume="AUTO+ERRORED"``'s)."""
     from svconv.results.store import read_table_checked
 
     finished = {t.config["trial"]["trial_id"] for t in analysis.trials if _finished(t)}
-    rows, _ = read_table_checked(state.results_dir, "trials")  # a damaged file's trial has no row here
-    have = set(rows.loc[rows["sweep"] == state.name, "trial_id"])
-    return [t for t in state.trials if t["trial_id"] in finished - have]
+    rows, _ = read_table_checked(state.results_dir, "trials")
+    failed = set(rows.loc[(rows["sweep"] == state.name) & (rows["status"] == "failed"), "trial_id"])
+    return [t for t in state.trials if t["trial_id"] in finished & failed]
 
 
 def check_resources(per_trial: dict[str, float], total: dict[str, float], n_trials: int, can_grow: bool) -> str | None:
@@ -380,6 +475,18 @@ class _Retries(tune.Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.count += 1
+
+
+class _Notes(tune.Callback):
+    """Tune callback: prints the ``notes`` of a trial's results (warnings from its worker, e.g. a damaged
+    checkpoint it did not resume from) and the line of a deterministic failure, on stderr."""
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get("notes"):
+            print(f"[warning] {trial}: {result['notes']}", file=sys.stderr)
+        if result.get("final") and result.get("error_line"):
+            print(f"[failed] {trial}: {result['error_line']} (not retried: it would fail again; fix it, then "
+                  "`svconv sweep resume --retry-failed`)", file=sys.stderr)
 
 
 class _Progress(tune.Callback):

@@ -129,15 +129,15 @@ def write_stopped_rows(
     from svconv.config import TrialConfig
     from svconv.results import canonical_json, provenance, write_rows
     from svconv.results.schema import CONFIG_FIELDS
-    from svconv.training.checkpoint import latest_checkpoint, load_checkpoint
+    from svconv.training.checkpoint import checkpoints, load_latest_readable
 
     tid = trial["trial_id"]
     config = TrialConfig.from_dict(trial["config"])
     folder = result.get("checkpoint_dir_name")
-    path = latest_checkpoint(Path(trial_path) / folder) if folder else None
+    found = load_latest_readable(checkpoints(Path(trial_path) / folder)[:1]) if folder else None
     epoch_keys = ("epoch", "train_loss", "train_acc", "test_acc", "orth_loss", "lr", "epoch_time_s", "control_time_s")
-    # the checkpoint's history; without one, the reported epoch is all there is
-    history = load_checkpoint(path)["history"] if path else [{k: result.get(k) for k in epoch_keys}]
+    # the checkpoint's history; without a readable one (logged), the reported epoch is all there is
+    history = found[1]["history"] if found else [{k: result.get(k) for k in epoch_keys}]
     last = history[-1]
     train_time = float(sum(r["epoch_time_s"] for r in history))
     control_time = float(sum(r["control_time_s"] for r in history))

@@ -1,8 +1,9 @@
 """The status of a sweep, from its Parquet rows (and Tune's error files for trials that left none).
 
 Every expected trial (from ``sweep.json``) is ``ok``, ``diverged``, ``failed`` or ``stopped`` (by the
-spec's early-stopping scheduler, :mod:`sweeps.scheduler`) once its ``trials`` row exists; a trial without a row is ``unreadable`` if its ``trials`` file is damaged (zero-byte or
-truncated: ``sweep resume`` runs it again), ``failed`` if Ray Tune gave up on it (its ``error.txt``, e.g.
+spec's early-stopping scheduler, :mod:`sweeps.scheduler`) once its ``trials`` row exists; a trial is
+``unreadable`` if any of its ``trials``, ``epochs`` or ``layers`` files is damaged (zero-byte or truncated:
+``sweep resume`` runs it again); a trial without a row is ``failed`` if Ray Tune gave up on it (its ``error.txt``, e.g.
 a node lost more often than the retries allow) and ``unfinished`` otherwise (pending, running or
 interrupted). An ``ok`` trial whose ``learned`` column is false (it ended at chance:
 ``svconv.metrics.learned``) is counted and listed apart, as "did not learn".
@@ -59,27 +60,30 @@ class SweepStatus:
         return [t for t in self.trials if t.status == "failed"]
 
 
-def sweep_status(name: str, storage: str | os.PathLike | None = None) -> SweepStatus:
-    """Status of sweep ``name`` (its state found under ``storage``, see :mod:`sweeps.state`)."""
-    from svconv.results import read_table_checked
+def sweep_status(name: str, storage: str | os.PathLike | None = None,
+                 results_dir: str | os.PathLike | None = None) -> SweepStatus:
+    """Status of sweep ``name`` (its state found under ``storage``, or beside ``results_dir``: see
+    :mod:`sweeps.state`)."""
+    from svconv.results import damaged_trials, read_table_checked
 
-    state = SweepState.load(name, storage)
+    state = SweepState.load(name, storage, results_dir)
     name = state.name  # as normalised by the load: `NAME/` is NAME
-    rows, damaged = read_table_checked(state.results_dir, "trials")
-    unreadable = {d.file_id: f"{d.path}: {d.reason}" for d in damaged}
+    rows, _ = read_table_checked(state.results_dir, "trials")
+    unreadable = {tid: "\n".join(f"{d.path}: {d.reason}" for d in files)
+                  for tid, files in damaged_trials(state.results_dir).items()}
     rows = rows[rows["sweep"] == name]
     expected = {t["trial_id"]: t for t in state.trials}
     by_id = {r.trial_id: r for r in rows.itertuples(index=False) if r.trial_id in expected}
     out = []
     for tid, t in expected.items():
         row = by_id.get(tid)
+        if tid in unreadable:  # rows lost in one of its tables, whatever the readable ones say
+            out.append(TrialStatus(tid, t["label"], "unreadable", unreadable[tid]))
+            continue
         if row is not None:
             done, learned = _none(row.epochs_done), _none(row.learned)
             out.append(TrialStatus(tid, t["label"], row.status, _none(row.error), _none(row.start_time),
                                    None if done is None else int(done), None if learned is None else bool(learned)))
-            continue
-        if tid in unreadable:
-            out.append(TrialStatus(tid, t["label"], "unreadable", unreadable[tid]))
             continue
         error = _tune_error(state.tune_dir / tid)
         out.append(TrialStatus(tid, t["label"], "failed" if error else "unfinished", error))
@@ -127,8 +131,8 @@ def format_status(status: SweepStatus, full_errors: bool = False) -> str:
                      + (" ..." if len(status.unlearned) > 10 else ""))
     unreadable = [t for t in status.trials if t.status == "unreadable"]
     if unreadable:
-        lines.append(f"unreadable ({len(unreadable)}: damaged trials files; `svconv sweep resume` runs them again):")
-        lines.extend(f"  {t.trial_id}  {t.label}\n    {t.error}" for t in unreadable)
+        lines.append(f"unreadable ({len(unreadable)}: damaged results files; `svconv sweep resume` runs them again):")
+        lines.extend(f"  {t.trial_id}  {t.label}\n" + "\n".join(f"    {e}" for e in t.error.splitlines()) for t in unreadable)
     unfinished = [t for t in status.trials if t.status == "unfinished"]
     if unfinished:
         lines.append(f"unfinished ({len(unfinished)}): " + ", ".join(t.label for t in unfinished[:10]) + (" ..." if len(unfinished) > 10 else ""))

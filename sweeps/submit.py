@@ -13,7 +13,8 @@ The cluster's job server wants its auth token (see :mod:`sweeps.jobs`). ``svconv
 sweep storage is mounted.
 
 ``--results`` and ``--storage`` are paths *on the cluster*, on storage every node mounts (see
-:mod:`sweeps.state`); the defaults are the cluster's own (``$SVCONV_SWEEPS`` or ``~/svconv_sweeps`` on the head).
+:mod:`sweeps.state`); the defaults are the cluster's own (``$SVCONV_SWEEPS``, else ``<results>/.sweeps``
+with ``--results``, else ``~/svconv_sweeps`` on the head).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from sweeps.jobs import Submission, follow_job, job_client, status_name
 #: Not shipped with the job (Ray also honours the project's .gitignore): keeps the upload to about 1 MB.
 EXCLUDES = [
     ".git", ".venv", "venv", "**/__pycache__", "*.egg-info", ".pytest_cache", "build", "dist",
-    "results", "demo_results", "test-artifacts", "bench-figures", "*.parquet", "*.pt", "*.html",
+    # anchored, as in .gitignore: a bare "results" would also drop the package svconv/results
+    "/results", "/demo_results", "/test-artifacts", "/bench-figures", "*.parquet", "*.pt", "*.html",
     "*auth_token*",  # a Ray auth token kept in the checkout (git-ignored) stays on this machine
 ]
 SPEC_TEXT_ENV = "SVCONV_SPEC_TEXT"
@@ -119,7 +121,7 @@ def submit_sweep(
     )
     print(job_id, flush=True)
     base = address.rstrip("/")
-    where = f" --storage {storage}" if storage else ""
+    where = f" --storage {storage}" if storage else f" --results {results}" if results else ""
     print(
         f"submitted sweep {spec.name!r} ({len(spec.trials)} trials) as Ray job {job_id}\n"
         f"  dashboard: {base}/#/jobs/{job_id}\n"

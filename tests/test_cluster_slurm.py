@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -74,7 +75,8 @@ def slurm_job(tmp_path):
     ports = {name: free_port() for name in ("gcs", "dashboard", "client", "agent", "metrics", "runtime_env")}
     env = {
         "PATH": os.pathsep.join([str(shims), str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
-        "HOME": str(home), "LANG": "C.UTF-8", "SHIM_LOG": str(tmp_path / "slurm-calls.log"), MARKER: marker,
+        # PYTHONPATH: a checkout run with its tree first on the path tests its own code, not the venv's install
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "HOME": str(home), "LANG": "C.UTF-8", "SHIM_LOG": str(tmp_path / "slurm-calls.log"), MARKER: marker,
         "SLURM_JOB_ID": str(900000 + secrets.randbelow(99999)), "SLURM_JOB_NODELIST": "localhost",
         "SLURM_JOB_NUM_NODES": "1", "SLURM_NNODES": "1", "SLURM_NTASKS_PER_NODE": "1",
         "SLURM_CPUS_PER_TASK": "2", "SLURM_GPUS_ON_NODE": "0", "SLURM_SUBMIT_DIR": str(ROOT),
@@ -112,9 +114,12 @@ def _probe_auth(dashboard: str, token_file: Path, script: subprocess.Popen) -> t
     pytest.fail("the job ended before its dashboard answered")
 
 
-def _job(env: dict, args: list[str], log: Path, probe_auth: bool = False) -> tuple[str, tuple | None]:
+def _job(env: dict, args: list[str], log: Path, probe_auth: bool = False, term_when=None,
+         expect_rc: int = 0) -> tuple[str, tuple | None]:
     """Run the batch script as SLURM would (in the submit folder, `sbatch SCRIPT ARGS`); its output and,
-    with ``probe_auth``, what the dashboard answered while it ran. Fails the test if it exits non-zero."""
+    with ``probe_auth``, what the dashboard answered while it ran. ``term_when``: send the script SIGTERM
+    once this returns True (what `scancel --signal=TERM --batch` or `--signal=B:TERM@...` at the time
+    limit do). Fails the test unless it exits with ``expect_rc``."""
     codes = None
     with open(log, "w") as out:
         script = subprocess.Popen(["bash", str(SCRIPT), *args], env=env, cwd=env["SLURM_SUBMIT_DIR"],
@@ -123,12 +128,17 @@ def _job(env: dict, args: list[str], log: Path, probe_auth: bool = False) -> tup
             if probe_auth:
                 token_file = Path(env["HOME"]) / ".ray" / "auth_token"
                 codes = _probe_auth(f"http://127.0.0.1:{env['SVCONV_DASHBOARD_PORT']}", token_file, script)
+            if term_when is not None:
+                deadline = time.monotonic() + 300
+                while not term_when() and script.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                script.send_signal(signal.SIGTERM)
             rc = script.wait(timeout=300)
         finally:
             if script.poll() is None:
                 script.kill()
     text = log.read_text()
-    assert rc == 0, text[-4000:]
+    assert rc == expect_rc, text[-4000:]
     return text, codes
 
 
@@ -144,18 +154,25 @@ def _assert_ray_is_gone(marker: str) -> None:
     assert not left, [Path(f"/proc/{p}/cmdline").read_bytes() for p in left if Path(f"/proc/{p}").exists()]
 
 
-def test_the_batch_script_starts_ray_runs_the_sweep_and_stops_ray(slurm_job, tmp_path):
+def test_the_batch_script_starts_ray_runs_the_sweep_stops_it_on_sigterm_and_resumes(slurm_job, tmp_path):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(
         "name: slurm-tiny\n"
-        "fixed: {arch: small-cnn, dataset: synthetic, epochs: 1, n_train: 64, n_test: 32, batch_size: 32, emp_lip_n: 8}\n"
-        "grid:\n  method: [none, clip]\n"
-        "resources: {cpus: 1, gpus: 0}\n"
+        "fixed: {arch: small-cnn, dataset: synthetic, epochs: 3, n_train: 512, n_test: 32, batch_size: 32, emp_lip_n: 8}\n"
+        "grid:\n  method: [none, clip]\n  seed: [0, 1]\n"
+        "resources: {cpus: 1, gpus: 0}\nconcurrency: 1\n"
     )
     results, storage = tmp_path / "results", tmp_path / "storage"
     args = [str(spec), "--results", str(results), "--storage", str(storage)]
+
+    def one_trial_done() -> bool:  # then SIGTERM to the batch script, with trials still to run
+        return any((results / "trials").glob("*.parquet"))
+
+    def job() -> tuple[str, tuple | None]:
+        return _job(slurm_job, args, tmp_path / "run.log", probe_auth=True, term_when=one_trial_done, expect_rc=143)
+
     try:
-        text, codes = _job(slurm_job, args, tmp_path / "run.log", probe_auth=True)
+        text, codes = job()
     except AssertionError:
         # Ray's own start-up, not the script, failed once on a loaded 2-core machine (the raylet's runtime-env
         # agent died at start); only that failure gets one more job, from a clean slate
@@ -165,7 +182,7 @@ def test_the_batch_script_starts_ray_runs_the_sweep_and_stops_ray(slurm_job, tmp
         shutil.rmtree(results, ignore_errors=True)
         shutil.rmtree(storage, ignore_errors=True)
         Path(slurm_job["SHIM_LOG"]).unlink(missing_ok=True)
-        text, codes = _job(slurm_job, args, tmp_path / "run.log", probe_auth=True)
+        text, codes = job()
 
     # token authentication: the token made for the user (readable by them only), refused without it
     assert codes == (401, 403, 200), codes
@@ -180,23 +197,29 @@ def test_the_batch_script_starts_ray_runs_the_sweep_and_stops_ray(slurm_job, tmp
     assert f"--port={slurm_job['SVCONV_RAY_PORT']}" in head[0] and "--dashboard-host=127.0.0.1" in head[0]
     assert "Ray cluster up: 1 nodes" in text
 
-    # the sweep ran on that cluster and its rows landed where the job said
+    # the sweep ran on that cluster, its rows landing where the job said, until SIGTERM: the script passed it
+    # to the driver, which stopped the sweep cleanly (lock released, the resume command), then Ray stopped
     joined = text.split("Connecting to existing Ray cluster at address:")[1].split()[0]
     assert joined.rstrip(".").endswith(f":{slurm_job['SVCONV_RAY_PORT']}"), joined
-    trials = read_table(results, "trials")
-    assert sorted(trials["trial_id"]) == sorted(t.trial_id for t in load_spec(spec).trials)
-    assert set(trials["status"]) == {"ok"} and set(trials["sweep"]) == {"slurm-tiny"}
-    assert len(read_table(results, "epochs")) == 2
-    assert "svconv sweep run exited with 0" in text
+    assert "received SIGTERM: stopping the sweep" in text
+    assert f"interrupted (SIGTERM): continue with `svconv sweep resume slurm-tiny --storage {storage}`" in text
+    assert "svconv sweep run exited with 143" in text and "SIGTERM received at time" not in text
+    assert not (storage / "slurm-tiny" / "lock.json").exists()
+    expected = sorted(t.trial_id for t in load_spec(spec).trials)
+    done = {f: f.stat().st_mtime_ns for f in (results / "trials").glob("*.parquet")}
+    assert 1 <= len(done) < len(expected)
     _assert_ray_is_gone(slurm_job[MARKER])
 
-    # a second job resumes the sweep: nothing left to run, no row rewritten; Ray stopped again (this time
-    # without the dashboard, half of a head's start-up on two cores; one node, so no worker sees the flag)
-    files = {f: f.stat().st_mtime_ns for f in (results / "trials").glob("*.parquet")}
+    # a second job resumes the sweep: the rest runs, no finished trial's row is rewritten; Ray stopped again
+    # (this time without the dashboard, half of a head's start-up on two cores; one node, so no worker sees the flag)
     env = {**slurm_job, "SVCONV_RAY_START_ARGS": slurm_job["SVCONV_RAY_START_ARGS"] + " --include-dashboard false"}
     text, _ = _job(env, ["resume", "slurm-tiny", "--storage", str(storage)], tmp_path / "resume.log")
-    assert "svconv sweep resume exited with 0" in text and "ok: 2" in text
-    assert {f: f.stat().st_mtime_ns for f in (results / "trials").glob("*.parquet")} == files
+    assert "svconv sweep resume exited with 0" in text and "ok: 4" in text
+    assert {f: f.stat().st_mtime_ns for f in done} == done
+    trials = read_table(results, "trials")
+    assert sorted(trials["trial_id"]) == expected
+    assert set(trials["status"]) == {"ok"} and set(trials["sweep"]) == {"slurm-tiny"}
+    assert len(read_table(results, "epochs")) == 4 * 3
     _assert_ray_is_gone(slurm_job[MARKER])
 
 

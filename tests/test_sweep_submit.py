@@ -293,7 +293,9 @@ def test_a_spec_inside_the_project_runs_by_its_path_and_the_upload_leaves_out_lo
     assert job_entrypoint(None, None, "/mnt/s") == (
         'printf %s "$SVCONV_SPEC_TEXT" | python -m svconv_cli.main sweep run - --address auto --storage /mnt/s'
     )
-    assert {".git", ".venv", "results", "*.egg-info", "*auth_token*"} <= set(EXCLUDES)
+    assert {".git", ".venv", "/results", "*.egg-info", "*auth_token*"} <= set(EXCLUDES)
+    # gitignore rules, as Ray reads them: "results" unanchored would leave out the package svconv/results too
+    assert "results" not in EXCLUDES
     assert SPEC_TEXT_ENV == "SVCONV_SPEC_TEXT"
 
 

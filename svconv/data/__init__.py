@@ -6,7 +6,7 @@ corruption accuracy.
 
 from svconv.data.base import DatasetBundle, ImageTensorDataset, augment_batch
 from svconv.data.cifar import DatasetNotFoundError
-from svconv.data.registry import DATASETS, EVAL_SETS, check_dataset, load_dataset
+from svconv.data.registry import DATASETS, EVAL_SETS, check_data_files, check_dataset, load_dataset
 
 __all__ = [
     "DATASETS",
@@ -15,6 +15,7 @@ __all__ = [
     "DatasetNotFoundError",
     "ImageTensorDataset",
     "augment_batch",
+    "check_data_files",
     "check_dataset",
     "load_dataset",
 ]

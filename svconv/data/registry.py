@@ -24,6 +24,17 @@ def check_dataset(name: str) -> str:
     raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
 
 
+def check_data_files(name: str, data_root: str | Path | None = None) -> None:
+    """Check that the files of training dataset ``name`` are under ``data_root``, loading nothing:
+    :class:`svconv.data.DatasetNotFoundError` says which files go where. ``mnist5k`` (shipped in a
+    package) and ``synthetic`` (generated) need none."""
+    check_dataset(name)
+    if name in ("cifar10", "cifar100"):
+        from svconv.data.cifar import cifar_files
+
+        cifar_files(name, data_root)
+
+
 def load_dataset(
     name: str,
     data_root: str | Path | None = None,

@@ -167,6 +167,20 @@ def damaged_files(results_dir: str | os.PathLike, tables: Iterable[str] = TABLES
     return out
 
 
+#: The tables written one file per trial, named by its trial id.
+TRIAL_TABLES = ("trials", "epochs", "layers")
+
+
+def damaged_trials(results_dir: str | os.PathLike) -> dict[str, list[DamagedFile]]:
+    """Trial id -> its damaged files in :data:`TRIAL_TABLES` under ``results_dir`` (only trials with one):
+    a trial whose ``epochs`` or ``layers`` file is damaged has lost rows as surely as one whose
+    ``trials`` file is, and is run again the same way."""
+    out: dict[str, list[DamagedFile]] = {}
+    for d in damaged_files(results_dir, TRIAL_TABLES):
+        out.setdefault(d.file_id, []).append(d)
+    return out
+
+
 def compact_results(results_dir: str | os.PathLike) -> list[DamagedFile]:
     """Bring the compacted copy of every table under ``results_dir`` up to date (e.g. when a sweep ends,
     so that its first report opens a few files, not one per trial); returns the damaged files."""
