@@ -152,7 +152,27 @@ def _bench_rows(rng: np.random.Generator, prov: dict) -> list[dict]:
         )  # fmt: skip
     rows.append(dict(bench_id="skipped", suite="synthetic", scope="layer", method="clip", tt=False, c_in=512,
                      c_out=512, status="skipped", reason="too large for this device", **prov))  # fmt: skip
-    return rows + _control_rows(rng, prov)
+    return rows + _control_rows(rng, prov) + _zoo_rows(rng, prov)
+
+
+#: zoo suite rows: layer type -> (time, peak memory) relative to a plain conv
+_ZOO = {"conv": (1.0, 1.0), "soc": (6.0, 7.0), "aol": (2.5, 1.5), "aoc": (3.0, 1.6), "bcop": (5.0, 2.0),
+        "sll": (3.5, 2.5), "cayley": (12.0, 15.0), "bjorck": (1.1, 1.2)}  # fmt: skip
+
+
+def _zoo_rows(rng: np.random.Generator, prov: dict) -> list[dict]:
+    """Rows shaped like ``svconv bench zoo``'s: one training step of each layer type at two shapes."""
+    rows = []
+    for (layer, (cost, mem)), (c, n) in product(_ZOO.items(), ((64, 32), (256, 8))):
+        t = cost * 0.5 * (1 + rng.normal(0, 0.05))
+        rows.append(
+            dict(
+                bench_id=f"zoo-{layer}-{c}", suite="zoo", scope="layer", method=layer, tt=False, c_in=c, c_out=c,
+                kernel="3x3", input_size=f"{n}x{n}", stride=1, ndim=2, device="cpu", dtype="float32", repeats=5,
+                time_median_s=t, time_iqr_s=0.1 * t, time_min_s=0.9 * t, peak_mem_mb=20.0 * mem, status="ok", **prov,
+            )
+        )  # fmt: skip
+    return rows
 
 
 #: clip-to-target suite rows: method -> (time in units of one clip pass, passes, sigma_after / target)
