@@ -70,10 +70,14 @@ def log_ticks(values) -> list[float]:
     if v.size == 0:
         return []
     lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
-    steps = (1.0,) if hi - lo >= 3 else (1.0, 2.0, 5.0)
-    ticks = [m * 10.0**e for e in range(lo, hi + 1) for m in steps]
-    inside = [t for t in ticks if v.min() / 1.5 <= t <= v.max() * 1.5]
-    return inside if len(inside) >= 2 else ticks
+    for steps in ((1.0,), (1.0, 2.0, 5.0), tuple(float(m) for m in range(1, 10))):
+        if len(steps) == 1 and hi - lo < 3:
+            continue
+        ticks = [m * 10.0**e for e in range(lo, hi + 1) for m in steps]
+        inside = [t for t in ticks if v.min() / 1.05 <= t <= v.max() * 1.05]
+        if len(inside) >= 2:
+            return inside
+    return [t for t in ticks if v.min() / 10 <= t <= v.max() * 10]
 
 
 def _tick_text(v: float) -> str:
@@ -256,12 +260,13 @@ def _time_versus(bench: pd.DataFrame, colors: dict[str, str], x: str) -> Figure 
     devices = _str(sl["device"]) + "/" + _str(sl["dtype"])
     multi_dev = devices.nunique() > 1
     single = 0  # series measured at one x only: a dot says nothing about growth, and clutters
-    for (method, variant, dev), g in sl.groupby(["method", "variant", devices], sort=True):
+    multi_suite = sl["suite"].nunique() > 1  # suites time different things (one pass, a clip to a target): never joined
+    for (method, variant, dev, suite), g in sl.groupby(["method", "variant", devices, _str(sl["suite"])], sort=True):
         agg = g.groupby(xcol).agg(t=("time_median_s", "median"), iqr=("time_iqr_s", "median")).reset_index()
         if len(agg) < 2:
             single += 1
             continue
-        label = f"{method} {variant}" + (f" ({dev})" if multi_dev else "")
+        label = f"{method} {variant}" + (f" ({dev})" if multi_dev else "") + (f" [{suite}]" if multi_suite else "")
         dash = None if variant == "full" else "dot"
         fig.add_trace(
             go.Scatter(
@@ -565,8 +570,8 @@ def pareto_panel(
                       hovertemplate=f"%{{text}}<br>{state}<br>{xl} %{{x:.4g}}<br>{yl} %{{y:.4g}}<extra></extra>"),
                 row=row, col=colno,
             )  # fmt: skip
-        if col in ("speedup", "compression", "train_hours"):
-            fig.update_xaxes(type="log", row=row, col=colno)
+        if col in ("speedup", "compression", "train_hours") and np.nanmax(x) >= 10 * np.nanmin(x) > 0:
+            fig.update_xaxes(type="log", row=row, col=colno)  # log only where the values span a decade
         fig.update_xaxes(title_text=xl, row=row, col=colno)
         fig.update_yaxes(title_text=yl, row=row, col=colno)
     # the legend: one entry per method (colour) and per rank (marker), and what open markers mean

@@ -47,18 +47,21 @@ def write_synthetic_results(
     failed_every: int = 37,
     seed: int = 0,
     chunk: int | None = 2000,
+    without: tuple[str, ...] = (),
+    device_name: str = "Synthetic GPU",
 ) -> Path:
     """Write ``n_trials`` trial rows (with epochs and layers) and a small bench suite under ``results_dir``.
 
     Every ``failed_every``-th trial is failed or diverged. Rows are written in files of ``chunk`` rows;
     ``chunk=None``: the layout sweeps write, one file per trial and table named by its trial id.
-    Returns the folder.
+    ``without``: trials columns left empty (``("autoattack_05", "autoattack_36", "corruption_acc")``: results
+    like the demo's); ``device_name``: the device the trials record ("cpu" for CPU-hours). Returns the folder.
     """
     rng = np.random.default_rng(seed)
     root = Path(results_dir)
     t0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
     prov = dict(
-        device_name="Synthetic GPU", host="synthetic", torch_version="2.14.1", ray_version="2.60.0",
+        device_name=device_name, host="synthetic", torch_version="2.14.1", ray_version="2.60.0",
         svconv_version="0.1.0", git_commit="0000000", schema_version=1,
     )  # fmt: skip
     trials, epochs, layers = [], [], []
@@ -105,6 +108,7 @@ def write_synthetic_results(
         else:
             row.update(error="RuntimeError: loss is nan" if status == "diverged" else "CUDA out of memory (synthetic)",
                        epochs_done=int(rng.integers(0, n_epochs)))  # fmt: skip
+        row.update({c: None for c in without})
         trials.append(row)
         for e in range(1, row["epochs_done"] + 1):
             epochs.append(
