@@ -77,7 +77,7 @@ def log_ticks(values) -> list[float]:
         inside = [t for t in ticks if v.min() / 1.05 <= t <= v.max() * 1.05]
         if len(inside) >= 2:
             return inside
-    return [t for t in ticks if v.min() / 10 <= t <= v.max() * 10]
+    return sorted({float(f"{x:.3g}") for x in v})[:10]  # values too close for round ticks: label them
 
 
 def _tick_text(v: float) -> str:

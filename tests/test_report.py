@@ -200,6 +200,7 @@ def test_pareto_panel_marks_exactly_the_dominated_configs_and_leaves_out_empty_p
 
 def test_log_ticks_carry_whole_numbers():
     assert F.log_ticks([4, 8, 16]) == [5.0, 10.0]  # every tick inside the data, with its whole number
+    assert F.log_ticks([160]) == [160.0]  # one value: itself, not a crowd of ticks around it
     assert F.log_ticks([0.001, 0.5, 3000]) == [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]
 
 
