@@ -320,3 +320,15 @@ def test_damaged_files_are_listed_under_failures_and_block_nothing(tmp_path, cap
     assert "Unreadable results files" in text and str(cut) in text and "0 bytes" in text
     assert main(["report", str(res), "--format", "html,csv"]) == 0  # the report is written; nothing exits 2
     assert "damaged_files" in " ".join(p.name for p in (res / "report_csv").iterdir())
+
+
+def test_method_uses_reads_the_registry():
+    """Target options belong to the methods that step towards a target; λ to TT ranks only."""
+    from analysis.options import method_uses
+    from svconv.methods import METHODS
+
+    steps = {m for m in METHODS if method_uses(m, "clip_to")}
+    assert {"clip", "division", "fastclip", "gram", "rescale"} <= steps
+    assert not steps & {"none", "aol", "soc", "aoc", "bcop", "sll", "cayley", "bjorck"}
+    assert method_uses("soc", "lam", 16) and not method_uses("clip", "lam", None) and not method_uses("clip", "lam", float("nan"))
+    assert method_uses("none", "lr") and method_uses("none", "epochs")
