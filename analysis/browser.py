@@ -47,7 +47,8 @@ class PageResult:
     errors: script errors and ``console.error`` calls caught by the page; console: every console
     message Chromium logged; ready_ms and render_ms: milliseconds from navigation start to the page
     shown (text, tables) and to every figure drawn (None if the check never ran); wall_s: seconds
-    Chromium ran, start-up included.
+    Chromium ran, start-up included; overflowing, empty_panels, legends_missing: what the page's layout check
+    found at the window width (:mod:`analysis.html`).
     """
 
     figures: int | None
@@ -58,6 +59,9 @@ class PageResult:
     render_ms: float | None = None
     wall_s: float = 0.0
     dom: str = ""
+    overflowing: list[str] = field(default_factory=list)  # sections whose table scrolls sideways
+    empty_panels: list[str] = field(default_factory=list)  # "fig-N x2": subplots with no data
+    legends_missing: list[str] = field(default_factory=list)  # figures with 2+ named traces but no legend in view
 
 
 def find_chromium() -> str | None:
@@ -88,6 +92,7 @@ def open_page(
     budget_ms: int = 20000,
     timeout: float = 120.0,
     real_time: bool = False,
+    width: int = 1400,
 ) -> PageResult:
     """Load ``html_path`` and return the counts, errors and timings its render check recorded.
 
@@ -95,7 +100,8 @@ def open_page(
     spent or nothing is pending, so the DOM is dumped after every figure was drawn. Virtual time also
     drives the page's clock, so its ``render_ms`` is not a real duration; ``wall_s`` is.
     real_time: no virtual time; the DOM is dumped as soon as the page has loaded (before the figures
-    are drawn), and ``ready_ms`` is then a real time to show the page. Raises FileNotFoundError
+    are drawn), and ``ready_ms`` is then a real time to show the page. width: the window's width in CSS
+    pixels, at which tables must fit. Raises FileNotFoundError
     without Chromium, subprocess.TimeoutExpired after ``timeout`` s.
     """
     exe = chromium or find_chromium()
@@ -103,7 +109,7 @@ def open_page(
         raise FileNotFoundError("no Chromium found (tried SVCONV_CHROMIUM, " + ", ".join(CANDIDATES) + ")")
     url = Path(html_path).resolve().as_uri()
     clock = f"--timeout={budget_ms}" if real_time else f"--virtual-time-budget={budget_ms}"
-    out, err, wall = _run([exe, clock, "--dump-dom", url], timeout)
+    out, err, wall = _run([exe, clock, f"--window-size={width},1000", "--dump-dom", url], timeout)
     body = re.search(r"<body([^>]*)>", out)
     attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1))) if body else {}
 
@@ -111,13 +117,17 @@ def open_page(
         v = attrs.get(name)
         return int(v) if v is not None and v.lstrip("-").isdigit() else None
 
-    errors = json.loads(_html.unescape(attrs["data-errors"])) if "data-errors" in attrs else []
+    def listed(name: str) -> list[str]:
+        return json.loads(_html.unescape(attrs[name])) if name in attrs else []
+
+    errors = listed("data-errors")
     console = [m.group(1) for line in err.splitlines() if (m := _CONSOLE.search(line))]
     render_ms, ready_ms = number("data-render-ms"), number("data-ready-ms")
     return PageResult(
         figures=number("data-figures"), rendered=number("data-figures-rendered"), errors=errors, console=console,
         ready_ms=None if ready_ms is None else float(ready_ms), render_ms=None if render_ms is None else float(render_ms),
-        wall_s=wall, dom=out,
+        wall_s=wall, dom=out, overflowing=listed("data-tables-overflowing"), empty_panels=listed("data-empty-panels"),
+        legends_missing=listed("data-legends-missing"),
     )  # fmt: skip
 
 

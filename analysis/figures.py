@@ -16,12 +16,14 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from analysis.options import method_uses
 from analysis.pareto import pareto_mask
 from analysis.tables import METRIC_BY_COLUMN, config_label
 
 #: above this many points in one subplot, markers are drawn with WebGL
 GL_THRESHOLD = 2000
-PALETTE = qualitative.D3 + qualitative.Set2
+#: distinct colours for up to 50 methods (trials and bench rows together name that many)
+PALETTE = list(dict.fromkeys(qualitative.D3 + qualitative.Dark24 + qualitative.Set2 + qualitative.Light24))
 GREY = "rgba(150,150,150,0.45)"
 TEMPLATE = "plotly_white"
 
@@ -54,7 +56,55 @@ def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
         title=dict(text=title, x=0.01), template=TEMPLATE, height=height,
         margin=dict(l=60, r=20, t=60, b=50), legend=dict(font=dict(size=11)), hoverlabel=dict(namelength=-1),
     )  # fmt: skip
+    # no SI prefixes ("2m" for a loss of 0.002); powers of ten where a number needs an exponent
+    fig.update_xaxes(exponentformat="power")
+    fig.update_yaxes(exponentformat="power")
+    _label_log_axes(fig)
     return fig
+
+
+def log_ticks(values) -> list[float]:
+    """Tick positions for a log axis over ``values``: the decades when they span three or more, else 1, 2, 5 per
+    decade, so that every tick carries its whole number (plotly's own minor labels are bare digits "2", "5")."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x) and x > 0], dtype=np.float64)
+    if v.size == 0:
+        return []
+    lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
+    for steps in ((1.0,), (1.0, 2.0, 5.0), tuple(float(m) for m in range(1, 10))):
+        if len(steps) == 1 and hi - lo < 3:
+            continue
+        ticks = [m * 10.0**e for e in range(lo, hi + 1) for m in steps]
+        inside = [t for t in ticks if v.min() / 1.05 <= t <= v.max() * 1.05]
+        if len(inside) >= 2:
+            return inside
+    return sorted({float(f"{x:.3g}") for x in v})[:10]  # values too close for round ticks: label them
+
+
+def _tick_text(v: float) -> str:
+    return f"{v:g}" if 1e-3 <= v < 1e5 else f"1e{round(math.log10(v))}" if math.log10(v).is_integer() else f"{v:.0e}"
+
+
+def _label_log_axes(fig: go.Figure) -> None:
+    """Explicit ticks (:func:`log_ticks`) on every log axis of ``fig`` that has none, from the data drawn on it."""
+    for axis_name in [k for k in fig.layout.to_plotly_json() if k.startswith(("xaxis", "yaxis"))]:
+        axis = fig.layout[axis_name]
+        if axis.type != "log" or axis.tickvals is not None:
+            continue
+        letter, ref = axis_name[0], axis_name[0] + axis_name[5:]
+        values: list[float] = []
+        for t in fig.data:
+            if (getattr(t, f"{letter}axis", None) or letter) == ref and getattr(t, letter, None) is not None:
+                values += [float(x) for x in np.asarray(getattr(t, letter), dtype=object) if x is not None and _finite(x)]
+        ticks = log_ticks(values)
+        if ticks:
+            axis.update(tickvals=ticks, ticktext=[_tick_text(t) for t in ticks])
+
+
+def _finite(x: object) -> bool:
+    try:
+        return math.isfinite(float(x))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def _num(s: pd.Series) -> pd.Series:
@@ -81,8 +131,15 @@ def _side(input_size: object) -> float:
 _SHAPE_KEY = ["suite", "scope", "arch", "method", "iters", "k", "c_in", "c_out", "kernel", "input_size", "stride", "padding", "ndim", "device", "dtype"]
 
 
-def _bench_ok(bench: pd.DataFrame) -> pd.DataFrame:
-    b = bench[bench["status"].fillna("ok") == "ok"].copy()
+#: bench suites (or runners) whose rows time a training step of a layer type, not a control step
+STEP_SUITES = ("zoo",)
+
+
+def _bench_ok(bench: pd.DataFrame, steps: bool = False) -> pd.DataFrame:
+    """The ok rows of control steps (``steps``: of the layer-type suites of :data:`STEP_SUITES` instead)."""
+    b = bench[(bench["status"].fillna("ok") == "ok") & (bench["suite"].isin(STEP_SUITES) == steps)].copy()
+    if b.empty:
+        return b
     for c in ("rank", "c_in", "c_out", "time_median_s", "time_iqr_s", "peak_mem_mb", "gap", "theory_speedup", "stride"):
         b[c] = _num(b[c])
     b["tt"] = b["tt"].fillna(False).astype(bool)
@@ -118,35 +175,62 @@ def speedup_vs_rank(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Mis
     if sp.empty or sp["speedup"].notna().sum() == 0:
         return Missing("needs bench rows of TT layers (tt = true, with a rank) and of the same shapes in full (tt = false)")
     sp = sp[sp["speedup"].notna()]
-    facets, note = _facets(sp)
-    fig = make_subplots(rows=1, cols=len(facets), subplot_titles=facets, shared_yaxes=True)
+    # one panel per shape: channels and map size (a layer) or the model
+    sp = sp.assign(facet=np.where(sp["scope"] == "model", sp["facet"], sp["facet"] + " @" + _str(sp["input_size"])))
+    order = sorted(sp["facet"].unique(), key=lambda f: (f.startswith("model"), _facet_size(f), f))
+    note = ""
+    if len(order) > SPEEDUP_FACETS:
+        note = f" (the {SPEEDUP_FACETS} largest of {len(order)} shapes)"
+        order = order[-SPEEDUP_FACETS:]
+    facets = order
+    cols = min(4, len(facets))
+    nrows = math.ceil(len(facets) / cols)
+    specs = [[{} if r * cols + c < len(facets) else None for c in range(cols)] for r in range(nrows)]
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=facets, specs=specs, horizontal_spacing=0.06,
+                        vertical_spacing=min(0.12, 0.5 / nrows))  # fmt: skip
     shown: set[str] = set()
-    for j, facet in enumerate(facets, start=1):
+    for j, facet in enumerate(facets):
         f = sp[sp["facet"] == facet]
+        r, c = j // cols + 1, j % cols + 1
         for method, g in f.groupby("method"):
             agg = g.groupby("rank").agg(speedup=("speedup", "median"), n=("speedup", "size")).reset_index()
             fig.add_trace(
                 go.Scatter(
                     x=agg["rank"], y=agg["speedup"], mode="lines+markers", name=str(method), legendgroup=str(method),
                     showlegend=method not in shown, line=dict(color=colors.get(str(method))),
-                    customdata=agg["n"], hovertemplate=f"{method}<br>rank %{{x}}<br>speedup %{{y:.3g}}×<br>median of %{{customdata}} shapes<extra></extra>",
+                    customdata=agg["n"], hovertemplate=f"{method}<br>rank %{{x}}<br>speedup %{{y:.3g}}×<br>median of %{{customdata}} rows<extra></extra>",
                 ),
-                row=1, col=j,
+                row=r, col=c,
             )  # fmt: skip
             shown.add(str(method))
         th = f.groupby("rank")["theory"].median().reset_index()
         fig.add_trace(
             go.Scatter(
                 x=th["rank"], y=th["theory"], mode="lines+markers", name="theory (c/r)³", legendgroup="theory",
-                showlegend=j == 1, line=dict(color="black", dash="dash", width=1), marker=dict(symbol="x", size=7),
+                showlegend=j == 0, line=dict(color="black", dash="dash", width=1), marker=dict(symbol="x", size=7),
                 hovertemplate="theory<br>rank %{x}<br>%{y:.3g}×<extra></extra>",
             ),
-            row=1, col=j,
+            row=r, col=c,
         )  # fmt: skip
-    fig.update_xaxes(type="log", title_text="TT rank r")
+        ranks = sorted(f["rank"].dropna().unique())
+        fig.update_xaxes(type="log", tickvals=ranks, ticktext=[f"{v:g}" for v in ranks], row=r, col=c)
+    fig.update_xaxes(title_text="TT rank r", row=nrows)
     fig.update_yaxes(type="log")
-    fig.update_yaxes(title_text="speedup (full time ÷ TT time)", col=1)
-    return Figure("speedup_vs_rank", "Clip speedup versus TT rank" + note, _layout(fig, "Clip speedup versus TT rank" + note))
+    fig.update_yaxes(title_text="speedup (full ÷ TT time)", col=1)
+    title = "Clip speedup versus TT rank, per layer shape (dashed: theory (c/r)³)" + note
+    return Figure("speedup_vs_rank", title, _layout(fig, title, height=max(420, 300 * nrows + 80)))
+
+
+#: at most this many shapes (subplots) in the speedup figure; the largest are kept
+SPEEDUP_FACETS = 8
+
+
+def _facet_size(facet: str) -> tuple[float, float]:
+    """(channels, map side) of a "c=64 @32x32" facet, for ordering; (0, 0) for a model."""
+    if not facet.startswith("c="):
+        return (0.0, 0.0)
+    c, _, size = facet[2:].partition(" @")
+    return (float(c), _side(size) if size else 0.0)
 
 
 def _modal(frame: pd.DataFrame, col: str) -> object:
@@ -176,12 +260,13 @@ def _time_versus(bench: pd.DataFrame, colors: dict[str, str], x: str) -> Figure 
     devices = _str(sl["device"]) + "/" + _str(sl["dtype"])
     multi_dev = devices.nunique() > 1
     single = 0  # series measured at one x only: a dot says nothing about growth, and clutters
-    for (method, variant, dev), g in sl.groupby(["method", "variant", devices], sort=True):
+    multi_suite = sl["suite"].nunique() > 1  # suites time different things (one pass, a clip to a target): never joined
+    for (method, variant, dev, suite), g in sl.groupby(["method", "variant", devices, _str(sl["suite"])], sort=True):
         agg = g.groupby(xcol).agg(t=("time_median_s", "median"), iqr=("time_iqr_s", "median")).reset_index()
         if len(agg) < 2:
             single += 1
             continue
-        label = f"{method} {variant}" + (f" ({dev})" if multi_dev else "")
+        label = f"{method} {variant}" + (f" ({dev})" if multi_dev else "") + (f" [{suite}]" if multi_suite else "")
         dash = None if variant == "full" else "dot"
         fig.add_trace(
             go.Scatter(
@@ -236,6 +321,31 @@ def memory_vs_rank(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Miss
     fig.update_xaxes(type="log", title_text="rank r")
     fig.update_yaxes(title_text="peak memory (MiB)", col=1)
     return Figure("memory_vs_rank", title, _layout(fig, title))
+
+
+def zoo_steps(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Missing:
+    """Time and peak memory of one training step (forward + backward) per 1-Lipschitz layer type
+    (``svconv bench zoo``), bars grouped by layer shape."""
+    b = _bench_ok(bench, steps=True) if not bench.empty else pd.DataFrame()
+    if b.empty or b["time_median_s"].notna().sum() == 0:
+        return Missing("needs rows of the zoo suite (svconv bench zoo)")
+    b = b.assign(shape=b["c"].map(lambda v: f"c={v:g}") + " @" + _str(b["input_size"]) + " · " + _str(b["device"]))
+    agg = b.groupby(["shape", "method"]).agg(t=("time_median_s", "median"), iqr=("time_iqr_s", "median"),
+                                             mem=("peak_mem_mb", "median")).reset_index()  # fmt: skip
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["time of one step (s)", "peak memory (MiB)"], horizontal_spacing=0.08)
+    for method, g in agg.groupby("method", sort=True):
+        for col, y, fmt in ((1, "t", "%{y:.3g} s"), (2, "mem", "%{y:.4g} MiB")):
+            fig.add_trace(
+                go.Bar(x=g["shape"], y=g[y], name=str(method), legendgroup=str(method), showlegend=col == 1,
+                       marker_color=colors.get(str(method)), hovertemplate=f"{method}<br>%{{x}}<br>{fmt}<extra></extra>",
+                       error_y=dict(type="data", array=g["iqr"] / 2, visible=bool(g["iqr"].notna().any())) if y == "t" else None),
+                row=1, col=col,
+            )  # fmt: skip
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(type="log", col=1)
+    fig.update_yaxes(rangemode="tozero", col=2)
+    title = "1-Lipschitz layer types: one training step (forward + backward), per layer shape"
+    return Figure("zoo_steps", title, _layout(fig, title))
 
 
 def gap_vs_time(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Missing:
@@ -363,76 +473,119 @@ def control_pareto(bench: pd.DataFrame, colors: dict[str, str]) -> Figure | Miss
 
 # ---------------------------------------------------------------------------------- trial figures
 
-#: (x metric, y metric) pairs of the Pareto panel; clean accuracy is always y
-PARETO_PAIRS: tuple[tuple[str, ...], ...] = (
-    ("autoattack_025", "autoattack_05", "autoattack_36"),  # first column with data is used
-    ("cra_36",),
-    ("ece",),
-    ("corruption_acc",),
-    ("speedup",),
-    ("compression",),
+#: (x metric, y metric) panels of the Pareto figure; the first x column with data is used. ``train_hours``: the
+#: training time per trial (``train_time_s``) in hours; certified accuracy is at ε = 36/255.
+PARETO_PAIRS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("train_hours",), "clean_acc"),
+    (("train_hours",), "cra_36"),
+    (("cra_36",), "clean_acc"),
+    (("autoattack_025", "autoattack_05", "autoattack_36"), "clean_acc"),
+    (("ece",), "clean_acc"),
+    (("corruption_acc",), "clean_acc"),
+    (("speedup",), "clean_acc"),
+    (("compression",), "clean_acc"),
 )
+#: marker per TT rank (full rank: a circle), in rank order
+RANK_SYMBOLS = ("circle", "diamond", "square", "triangle-up", "cross", "triangle-down", "pentagon", "star", "hexagon", "x")
 
 
-def pareto_panel(points: pd.DataFrame, dataset: str, colors: dict[str, str]) -> tuple[Figure | Missing, pd.DataFrame]:
-    """Clean accuracy against each metric of :data:`PARETO_PAIRS` for configs aggregated over seeds.
+def _metric_label(col: str, hours: str) -> str:
+    if col == "train_hours":
+        return f"training time ({hours})"
+    m = METRIC_BY_COLUMN[col]
+    return m.label
 
-    ``points``: one row per configuration with ``<metric>_mean`` columns, ``method`` and ``hover``.
-    Returns the figure and a long frame (config, x metric, x, y, on_front) for CSV export.
+
+def _sense_max(col: str) -> bool:
+    return False if col == "train_hours" else METRIC_BY_COLUMN[col].sense == "max"
+
+
+def rank_symbols(ranks) -> dict[str, str]:
+    """A marker symbol per rank label ("full", "TT r=8", ...), full first, then ranks ascending."""
+    labels = sorted({_rank_label(r) for r in ranks}, key=lambda l: -1 if l == "full" else int(l.split("=")[1]))
+    return {l: RANK_SYMBOLS[i % len(RANK_SYMBOLS)] for i, l in enumerate(labels)}
+
+
+def _rank_label(r: object) -> str:
+    return "full" if r is None or pd.isna(r) else f"TT r={int(float(r))}"  # type: ignore[arg-type]
+
+
+def pareto_panel(
+    points: pd.DataFrame, dataset: str, colors: dict[str, str], hours: str = "hours"
+) -> tuple[Figure | Missing, pd.DataFrame, list[str]]:
+    """Each pair of :data:`PARETO_PAIRS` that has data, for configs aggregated over seeds: the non-dominated
+    configurations joined by a line, filled, the dominated ones open; colour per method, marker per rank.
+
+    ``points``: one row per configuration with ``<metric>_mean`` columns (``train_hours_mean`` for the time
+    panels), ``method``, ``rank`` and ``hover``. ``hours``: the unit of the time axis ("GPU-hours").
+    Returns the figure, a long frame (config, x metric, x, y metric, y, on_front) for CSV export, and the
+    labels of the panels left out for want of data.
     """
     if points.empty or points["clean_acc_mean"].notna().sum() == 0:
-        return Missing("needs ok trials with clean accuracy"), pd.DataFrame()
-    pairs = []
-    for options in PARETO_PAIRS:
-        col = next((c for c in options if points[f"{c}_mean"].notna().any()), options[0])
-        pairs.append(col)
-    titles = [f"{METRIC_BY_COLUMN[c].label} ({'lower' if METRIC_BY_COLUMN[c].sense == 'min' else 'higher'} is better)" for c in pairs]
-    fig = make_subplots(rows=2, cols=3, subplot_titles=titles, horizontal_spacing=0.07, vertical_spacing=0.16)
-    shown: set[str] = set()
+        return Missing("needs ok trials with clean accuracy"), pd.DataFrame(), []
+    pairs, left_out = [], []
+    for options, ycol in PARETO_PAIRS:
+        col = next((c for c in options if f"{c}_mean" in points and points[f"{c}_mean"].notna().any()), None)
+        has = col is not None and (points[f"{col}_mean"].notna() & points[f"{ycol}_mean"].notna()).any()
+        if has:
+            pairs.append((col, ycol))
+        else:
+            missing = options[0] if col is None else ycol
+            text = _metric_label(missing, hours)
+            if text not in left_out:
+                left_out.append(text)
+    cols = 3
+    nrows = math.ceil(len(pairs) / cols)
+    titles = [f"{_metric_label(y, hours)} vs {_metric_label(x, hours)}" for x, y in pairs]
+    specs = [[{} if r * cols + c < len(pairs) else None for c in range(cols)] for r in range(nrows)]  # no empty cell
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=titles, specs=specs, horizontal_spacing=0.07,
+                        vertical_spacing=0.3 / nrows)  # fmt: skip
+    symbols = rank_symbols(points["rank"])
+    rank_of = points["rank"].map(_rank_label)
     exported = []
-    for k, col in enumerate(pairs):
-        row, colno = k // 3 + 1, k % 3 + 1
-        xs = points[f"{col}_mean"]
-        sub = points[xs.notna() & points["clean_acc_mean"].notna()]
-        if sub.empty:
-            fig.add_annotation(text="no data", showarrow=False, row=row, col=colno, x=0.5, y=0.5,
-                               xref="x domain", yref="y domain", font=dict(color="grey"))  # fmt: skip
-            continue
-        x = sub[f"{col}_mean"].to_numpy()
-        y = sub["clean_acc_mean"].to_numpy()
-        front = pareto_mask(np.c_[x, y], [METRIC_BY_COLUMN[col].sense == "max", True])
+    for k, (col, ycol) in enumerate(pairs):
+        row, colno = k // cols + 1, k % cols + 1
+        ok = points[f"{col}_mean"].notna() & points[f"{ycol}_mean"].notna()
+        sub, ranks = points[ok], rank_of[ok]
+        x, y = sub[f"{col}_mean"].to_numpy(), sub[f"{ycol}_mean"].to_numpy()
+        front = pareto_mask(np.c_[x, y], [_sense_max(col), True])
         exported.append(pd.DataFrame({"config": sub["hover"].to_numpy(), "method": sub["method"].to_numpy(),
-                                      "x_metric": col, "x": x, "clean_acc": y, "on_front": front}))  # fmt: skip
-        trace = _scatter(len(sub))
-        hover = "%{text}<br>" + METRIC_BY_COLUMN[col].label + " %{x:.4g}<br>accuracy %{y:.4g}<extra></extra>"
-        dom = sub[~front]
-        if len(dom):
-            fig.add_trace(
-                trace(x=dom[f"{col}_mean"], y=dom["clean_acc_mean"], mode="markers", name="dominated", legendgroup="dominated",
-                      showlegend="dominated" not in shown, marker=dict(color=GREY, size=6), text=dom["hover"], hovertemplate=hover),
-                row=row, col=colno,
-            )  # fmt: skip
-            shown.add("dominated")
+                                      "x_metric": col, "x": x, "y_metric": ycol, "y": y, "on_front": front}))  # fmt: skip
+        xl, yl = _metric_label(col, hours), _metric_label(ycol, hours)
         fr = sub[front].sort_values(f"{col}_mean")
         fig.add_trace(
-            go.Scatter(x=fr[f"{col}_mean"], y=fr["clean_acc_mean"], mode="lines", line=dict(color="black", width=1),
+            go.Scatter(x=fr[f"{col}_mean"], y=fr[f"{ycol}_mean"], mode="lines", line=dict(color="black", width=1),
                        hoverinfo="skip", showlegend=False),
             row=row, col=colno,
         )  # fmt: skip
-        for method, g in fr.groupby("method"):
+        trace = _scatter(len(sub))
+        for (method, rank, on), g in sub.assign(_rank=ranks, _front=front).groupby(["method", "_rank", "_front"], sort=True):
+            symbol = symbols[rank] + ("" if on else "-open")
+            state = "on the front" if on else "dominated"
             fig.add_trace(
-                go.Scatter(x=g[f"{col}_mean"], y=g["clean_acc_mean"], mode="markers", name=str(method), legendgroup=str(method),
-                           showlegend=str(method) not in shown, marker=dict(color=colors.get(str(method)), size=9,
-                           line=dict(color="black", width=1)), text=g["hover"], hovertemplate=hover),
+                trace(x=g[f"{col}_mean"], y=g[f"{ycol}_mean"], mode="markers", name=str(method), legendgroup=str(method),
+                      showlegend=False, text=g["hover"],
+                      marker=dict(color=colors.get(str(method)), symbol=symbol, size=10 if on else 8,
+                                  line=dict(color="black" if on else colors.get(str(method)), width=1 if on else 1.5)),
+                      hovertemplate=f"%{{text}}<br>{state}<br>{xl} %{{x:.4g}}<br>{yl} %{{y:.4g}}<extra></extra>"),
                 row=row, col=colno,
             )  # fmt: skip
-            shown.add(str(method))
-        if col in ("speedup", "compression"):
-            fig.update_xaxes(type="log", row=row, col=colno)
-    fig.update_yaxes(title_text="clean accuracy (%)", col=1)
-    title = f"Pareto fronts on {dataset}: non-dominated configurations joined, dominated ones grey (mean over seeds)"
+        if col in ("speedup", "compression", "train_hours") and np.nanmax(x) >= 10 * np.nanmin(x) > 0:
+            fig.update_xaxes(type="log", row=row, col=colno)  # log only where the values span a decade
+        fig.update_xaxes(title_text=xl, row=row, col=colno)
+        fig.update_yaxes(title_text=yl, row=row, col=colno)
+    # the legend: one entry per method (colour) and per rank (marker), and what open markers mean
+    for method in sorted(points["method"].astype(str).unique()):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=method, legendgroup=method,
+                                 marker=dict(color=colors.get(method), symbol="circle", size=10)))  # fmt: skip
+    for rank, symbol in symbols.items():
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=rank, legendgroup=f"rank {rank}",
+                                 marker=dict(color="#444444", symbol=symbol, size=9)))  # fmt: skip
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="open: dominated", legendgroup="dominated",
+                             marker=dict(color="#444444", symbol="circle-open", size=9)))  # fmt: skip
+    title = f"Pareto fronts on {dataset}: the best trade-offs joined (filled), dominated configurations open (mean over seeds)"
     long = pd.concat(exported, ignore_index=True).assign(dataset=dataset) if exported else pd.DataFrame()
-    return Figure(f"pareto_{dataset}", title, _layout(fig, title, height=720)), long
+    return Figure(f"pareto_{dataset}", title, _layout(fig, title, height=360 * nrows + 80)), long, left_out
 
 
 def layer_norms(layers: pd.DataFrame, trials: pd.DataFrame, title: str, colors: dict[str, str], name: str) -> Figure | Missing:
@@ -445,7 +598,9 @@ def layer_norms(layers: pd.DataFrame, trials: pd.DataFrame, title: str, colors: 
     if lay.empty:
         return Missing("needs per-layer spectral norms (layers table) for these trials")
     lay = lay.assign(spectral_norm=_num(lay["spectral_norm"]))
-    order = list(dict.fromkeys(lay["layer"]))  # model order as written
+    # network order: as the trial with the most layers wrote them (one model's order), then any other layer
+    fullest = lay.groupby("trial_id")["layer"].size().idxmax()
+    order = list(dict.fromkeys([*lay.loc[lay["trial_id"] == fullest, "layer"], *lay["layer"]]))
     varies = lay["clip_to"].nunique() > 1
     if "label" not in lay:  # trials from prepare_trials carry a label per configuration (every option that varies)
         lay = lay.assign(
@@ -467,6 +622,19 @@ def layer_norms(layers: pd.DataFrame, trials: pd.DataFrame, title: str, colors: 
         )  # fmt: skip
     for c in sorted(_num(lay.loc[lay["method"] != "none", "clip_to"]).dropna().unique()):
         fig.add_hline(y=c, line=dict(color="grey", dash="dash", width=1), annotation_text=f"target {c:g}")
+    # layers whose mean norm ends above their trial's target (a method that steps towards one) are ringed red
+    target = lay.groupby(["label", "layer"])["clip_to"].first()
+    steps = lay.groupby(["label", "layer"])["method"].first().map(lambda m: method_uses(m, "clip_to"))
+    above = agg.set_index(["label", "layer"])
+    above = above[steps.reindex(above.index).fillna(False).astype(bool)
+                  & (above["mean"] > _num(target.reindex(above.index)) * (1 + TARGET_TOL))].reset_index()  # fmt: skip
+    if len(above):
+        fig.add_trace(
+            go.Scatter(x=above["layer"], y=above["mean"], mode="markers", name=f"above its target (> {TARGET_TOL:.0%})",
+                       marker=dict(symbol="circle-open", size=16, color="#c0392b", line=dict(width=2)), text=above["label"],
+                       hovertemplate="%{text}<br>%{x}: σ_max %{y:.4g}, above its target<extra></extra>")
+        )  # fmt: skip
+        title += f"; {len(above)} layer(s) above their target, ringed red"
     fig.update_xaxes(title_text="layer (model order)", categoryorder="array", categoryarray=order)
     fig.update_yaxes(title_text="spectral norm after training", rangemode="tozero")
     return Figure(name, title, _layout(fig, title, height=460))
@@ -553,5 +721,6 @@ def training_curves(epochs: pd.DataFrame, trials: pd.DataFrame, title: str, colo
                 ),
                 row=1, col=j,
             )  # fmt: skip
-    fig.update_xaxes(title_text="epoch")
+    last = int(_num(ep["epoch"]).max())
+    fig.update_xaxes(title_text="epoch", tickformat="d", dtick=1 if last <= 20 else None)  # whole epochs only
     return Figure(name, title, _layout(fig, title))

@@ -4,8 +4,10 @@ Figures are emitted with ``include_plotlyjs=False``; the single copy of plotly.j
 so the file opens offline. A small script collects script errors and counts rendered figures after
 load: the result is shown at the top of the page (``#render-status``) and written to ``<body>``
 attributes (``data-figures``, ``data-figures-rendered``, ``data-errors``, ``data-ready-ms`` and
-``data-render-ms``: milliseconds from navigation start to the page shown and to every figure drawn)
-for automated checks. Figures are drawn one per task after the page has loaded, so the text, tables
+``data-render-ms``: milliseconds from navigation start to the page shown and to every figure drawn; and
+``data-tables-overflowing``, ``data-empty-panels``, ``data-legends-missing``: JSON lists of the sections whose
+table scrolls sideways, the subplots with no data, the figures whose legend is absent or cut off) for
+automated checks. Figures are drawn one per task after the page has loaded, so the text, tables
 and contents are readable at once however many figures follow.
 """
 
@@ -38,8 +40,10 @@ nav.toc a { color: var(--accent); text-decoration: none; }
 .note { color: var(--muted); font-size: 12.5px; margin: 4px 0 10px; }
 #render-status { margin: 8px 28px; padding: 6px 10px; background: #fde8e8; border-left: 4px solid #c0392b; }
 .tablewrap { overflow-x: auto; max-height: 640px; overflow-y: auto; border: 1px solid var(--line); margin: 6px 0 14px; }
-table { border-collapse: collapse; font-size: 12.5px; white-space: nowrap; }
-th, td { padding: 3px 8px; border-bottom: 1px solid var(--line); text-align: right; }
+table { border-collapse: collapse; font-size: 12.5px; }
+th, td { padding: 3px 6px; border-bottom: 1px solid var(--line); text-align: right; }
+th { min-width: 3.5em; max-width: 9em; }  /* headers wrap at spaces, so wide tables fit the page */
+td.text { max-width: 22em; }
 th { background: #eef1f5; position: sticky; top: 0; text-align: center; }
 td.text, th.text { text-align: left; }
 tr.paper td { background: var(--paper); font-style: italic; }
@@ -86,12 +90,36 @@ window.addEventListener("load", function () {
     b.setAttribute("data-figures-rendered", String(done));
     b.setAttribute("data-render-ms", String(Math.round(performance.now())));  // since navigation start
     b.setAttribute("data-errors", JSON.stringify(window.svconvErrors));
+    layoutCheck(plots);
     if (done !== want || window.svconvErrors.length) {
       var box = document.getElementById("render-status");
       box.hidden = false;
       box.textContent = "Rendered " + done + " of " + want + " figures; errors: " +
         (window.svconvErrors.join(" | ") || "none");
     }
+  }
+  // what a reader would see: tables wider than the page, subplots without data, legends cut off or absent
+  function layoutCheck(plots) {
+    var over = [], wraps = document.querySelectorAll(".tablewrap"), width = document.documentElement.clientWidth;
+    for (var i = 0; i < wraps.length; i++) {
+      if (wraps[i].scrollWidth > wraps[i].clientWidth + 1) over.push(wraps[i].closest("section").id);
+    }
+    var empty = [], legend = [];
+    for (var j = 0; j < plots.length; j++) {
+      var gd = plots[j], counts = {}, named = 0;
+      Object.keys(gd.layout || {}).forEach(function (k) { var m = /^xaxis(\d*)$/.exec(k); if (m) counts["x" + m[1]] = 0; });
+      (gd.data || []).forEach(function (t) {
+        var x = t.x || [], n = x.length || (x.bdata ? 1 : 0), ax = t.xaxis || "x";
+        if (ax in counts) counts[ax] += n;
+        if (t.name && t.showlegend !== false) named++;
+      });
+      Object.keys(counts).forEach(function (k) { if (counts[k] === 0) empty.push(gd.id + " " + k); });
+      var lg = gd.querySelector(".legend"), r = lg && lg.getBoundingClientRect();
+      if (named > 1 && !(r && r.width > 0 && r.right <= width + 1)) legend.push(gd.id);
+    }
+    b.setAttribute("data-tables-overflowing", JSON.stringify(over));
+    b.setAttribute("data-empty-panels", JSON.stringify(empty));
+    b.setAttribute("data-legends-missing", JSON.stringify(legend));
   }
   function draw(i) {
     if (i >= queue.length) { check(); return; }

@@ -20,7 +20,8 @@ from analysis import html as H
 from analysis.load import Results, load_results
 from analysis.conventions import convention_notes
 from analysis.paper import load_paper_results, paper_rows_for
-from analysis.tables import aggregate, damaged_files_table, failed_trials, prepare_trials, summary_tables, varying_key
+from analysis.tables import (METRICS, aggregate, damaged_files_table, failed_trials, method_ranking, prepare_trials,
+                             summary_tables, varying_key)
 from analysis.tt_layers import tt_layers_table
 
 FORMATS = ("html", "csv", "png")
@@ -139,7 +140,8 @@ class _Builder:
         for st in summary_tables(self.trials, paper):
             sub = self.page.subsection(s, f"{st.dataset} · {st.arch}")
             rows, classes = st.display()
-            sub.add(H.table(rows, classes, text_columns=("source", "method")))
+            for part in _split_columns(rows, [m.label for m in st.metrics]):
+                sub.add(H.table(part, classes, text_columns=("source", "method")))
             if st.empty_metrics:
                 sub.add(H.note("No data here for: " + ", ".join(m.label for m in st.empty_metrics) + "."))
             for note in convention_notes(st.ours.get("preprocessing", pd.Series(dtype=str)), st.paper):
@@ -180,9 +182,13 @@ class _Builder:
             ("Memory versus rank", F.memory_vs_rank),
             ("Estimator gap versus time", F.gap_vs_time),
             ("Time versus achieved norm", F.control_pareto),
+            ("1-Lipschitz layer types", F.zoo_steps),
         )
         for title, build in builders:
-            self._figure(self.page.subsection(s, title), build(b, self.colors), title)
+            fig = build(b, self.colors)
+            if build is F.zoo_steps and isinstance(fig, F.Missing):
+                continue  # an optional suite: no section for it when it was not run
+            self._figure(self.page.subsection(s, title), fig, title)
         sp = F.bench_speedups(b)
         if not sp.empty:
             self.tables["bench_speedups"] = sp
@@ -216,11 +222,21 @@ class _Builder:
             return
         for dataset, frame in ok.groupby("dataset", sort=True):
             key = varying_key(frame, always=("arch", "method", "rank", "clip_to", "lam"), exclude=("dataset",))
-            pts = aggregate(frame, key)
+            pts = aggregate(frame, key, tuple(m.column for m in METRICS) + ("train_time_s",))
+            pts["train_hours_mean"] = pts["train_time_s_mean"] / 3600.0
             pts["hover"] = [_hover(row, key) for row in pts[key + ["n"]].itertuples(index=False)]
+            hours = device_hours(frame["device_name"])
             sub = self.page.subsection(s, str(dataset))
-            fig, long = F.pareto_panel(pts, str(dataset), self.colors)
+            ranking = method_ranking(pts, hours)
+            if not ranking.empty:
+                sub.add(H.note("Each method's best configuration by clean accuracy and by certified accuracy "
+                               "(ε = 36/255), with its training time per trial; ranked by best certified, then clean accuracy."))  # fmt: skip
+                sub.add(H.table(ranking, text_columns=("method", "configurations (best clean; best certified)")))
+                self.tables[f"ranking_{dataset}"] = ranking
+            fig, long, left_out = F.pareto_panel(pts, str(dataset), self.colors, hours)
             self._figure(sub, fig, f"Pareto fronts on {dataset}")
+            if left_out and not isinstance(fig, F.Missing):
+                sub.add(H.note("Not drawn, for want of data in these trials: " + ", ".join(left_out) + "."))
             fronts.append(long)
         fronts = [f for f in fronts if not f.empty]
         if fronts:
@@ -296,6 +312,30 @@ class _Builder:
         ep = self.r.epochs[self.r.epochs["trial_id"].isin(allt["trial_id"])]
         return F.training_curves(ep, allt, f"Training curves ({dataset} · {arch}), mean over trials", self.colors,
                                  f"curves_{dataset}_{arch}")  # fmt: skip
+
+
+#: a summary table with more metric columns than this is split in two (accuracies; cost and calibration), so it fits
+MAX_METRIC_COLUMNS = 8
+
+
+def _split_columns(rows: pd.DataFrame, metric_labels: list[str]) -> list[pd.DataFrame]:
+    """``rows`` as one table, or as two with the same key columns when it has too many metrics to fit a page."""
+    metrics = [c for c in rows.columns if c in metric_labels]
+    if len(metrics) <= MAX_METRIC_COLUMNS:
+        return [rows]
+    keys = [c for c in rows.columns if c not in metric_labels]
+    acc = [c for c in metrics if c.startswith(("Accuracy", "AutoAttack", "Certified"))]
+    rest = [c for c in metrics if c not in acc]
+    return [rows[keys + acc], rows[keys + rest]] if acc and rest else [rows]
+
+
+def device_hours(device_names: pd.Series) -> str:
+    """The unit of training time for trials run on ``device_names`` (``device_name``: "cpu" or a GPU's name)."""
+    names = set(device_names.dropna().astype(str))
+    if not names:
+        return "hours"
+    cpu = {n for n in names if n.lower() == "cpu"}
+    return "CPU-hours" if cpu == names else "GPU-hours" if not cpu else "hours, CPU and GPU mixed"
 
 
 def _date(ts: object) -> str:

@@ -47,18 +47,21 @@ def write_synthetic_results(
     failed_every: int = 37,
     seed: int = 0,
     chunk: int | None = 2000,
+    without: tuple[str, ...] = (),
+    device_name: str = "Synthetic GPU",
 ) -> Path:
     """Write ``n_trials`` trial rows (with epochs and layers) and a small bench suite under ``results_dir``.
 
     Every ``failed_every``-th trial is failed or diverged. Rows are written in files of ``chunk`` rows;
     ``chunk=None``: the layout sweeps write, one file per trial and table named by its trial id.
-    Returns the folder.
+    ``without``: trials columns left empty (``("autoattack_05", "autoattack_36", "corruption_acc")``: results
+    like the demo's); ``device_name``: the device the trials record ("cpu" for CPU-hours). Returns the folder.
     """
     rng = np.random.default_rng(seed)
     root = Path(results_dir)
     t0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
     prov = dict(
-        device_name="Synthetic GPU", host="synthetic", torch_version="2.14.1", ray_version="2.60.0",
+        device_name=device_name, host="synthetic", torch_version="2.14.1", ray_version="2.60.0",
         svconv_version="0.1.0", git_commit="0000000", schema_version=1,
     )  # fmt: skip
     trials, epochs, layers = [], [], []
@@ -106,6 +109,7 @@ def write_synthetic_results(
         else:
             row.update(error="RuntimeError: loss is nan" if status == "diverged" else "CUDA out of memory (synthetic)",
                        epochs_done=int(rng.integers(0, n_epochs)))  # fmt: skip
+        row.update({c: None for c in without})
         trials.append(row)
         for e in range(1, row["epochs_done"] + 1):
             epochs.append(
@@ -153,7 +157,27 @@ def _bench_rows(rng: np.random.Generator, prov: dict) -> list[dict]:
         )  # fmt: skip
     rows.append(dict(bench_id="skipped", suite="synthetic", scope="layer", method="clip", tt=False, c_in=512,
                      c_out=512, status="skipped", reason="too large for this device", **prov))  # fmt: skip
-    return rows + _control_rows(rng, prov)
+    return rows + _control_rows(rng, prov) + _zoo_rows(rng, prov)
+
+
+#: zoo suite rows: layer type -> (time, peak memory) relative to a plain conv
+_ZOO = {"conv": (1.0, 1.0), "soc": (6.0, 7.0), "aol": (2.5, 1.5), "aoc": (3.0, 1.6), "bcop": (5.0, 2.0),
+        "sll": (3.5, 2.5), "cayley": (12.0, 15.0), "bjorck": (1.1, 1.2)}  # fmt: skip
+
+
+def _zoo_rows(rng: np.random.Generator, prov: dict) -> list[dict]:
+    """Rows shaped like ``svconv bench zoo``'s: one training step of each layer type at two shapes."""
+    rows = []
+    for (layer, (cost, mem)), (c, n) in product(_ZOO.items(), ((64, 32), (256, 8))):
+        t = cost * 0.5 * (1 + rng.normal(0, 0.05))
+        rows.append(
+            dict(
+                bench_id=f"zoo-{layer}-{c}", suite="zoo", scope="layer", method=layer, tt=False, c_in=c, c_out=c,
+                kernel="3x3", input_size=f"{n}x{n}", stride=1, ndim=2, device="cpu", dtype="float32", repeats=5,
+                time_median_s=t, time_iqr_s=0.1 * t, time_min_s=0.9 * t, peak_mem_mb=20.0 * mem, status="ok", **prov,
+            )
+        )  # fmt: skip
+    return rows
 
 
 #: clip-to-target suite rows: method -> (time in units of one clip pass, passes, sigma_after / target)

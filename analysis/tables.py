@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.options import method_uses
 from analysis.paper import paper_rows_for
 from svconv.config import TrialConfig
 from svconv.results import DamagedFile
@@ -235,7 +236,9 @@ class SummaryTable:
         for c in self.key:
             if c in ("method", "rank"):
                 continue
-            rows[c] = [_fmt_plain(v) for v in both[c]] if c in both else ""
+            # an option the row's method does not read is left blank, not shown at its default
+            rows[c] = [_fmt_plain(v) if method_uses(m, c, r) else "" for v, m, r in zip(both[c], both["method"], both["rank"])] \
+                if c in both else ""  # fmt: skip
         rows["n"] = [
             "" if is_paper else f"{int(n)}" + (f" (+{int(bad)} not ok)" if _num(bad) else "")
             + (f" ({int(dull)} did not learn)" if _num(dull) else "")
@@ -298,7 +301,7 @@ def _fmt_mean_std(mu: object, sd: object, unit: str) -> str:
     digits = 2
     text = f"{m:.{digits}f}"
     if s is not None:
-        text += f" ± {s:.{digits}f}"
+        text += f" ±\u00a0{s:.{digits}f}"  # a wrapped cell breaks before the ±, never after it
     return text + ("×" if unit == "x" else "")
 
 
@@ -315,3 +318,45 @@ def failed_trials(trials: pd.DataFrame) -> pd.DataFrame:
             "epochs_done", "epochs", "end_time", "error"]  # fmt: skip
     bad = bad.sort_values("end_time", ascending=False, na_position="last")
     return bad.reindex(columns=cols)
+
+
+def method_ranking(points: pd.DataFrame, hours: str = "hours") -> pd.DataFrame:
+    """One row per method, best first: its configuration of best clean accuracy and of best certified accuracy
+    (ε = 36/255), each with the other accuracy and its training time; ranked by best certified accuracy, then
+    by best clean accuracy. ``points``: configurations aggregated over seeds (``clean_acc_mean``,
+    ``cra_36_mean``, ``train_hours_mean``, ``method``, ``hover``). Strings, for display."""
+    rows = []
+    for method, g in points.groupby("method", sort=True):
+        g = g[g["clean_acc_mean"].notna()]
+        if g.empty:
+            continue
+        clean = g.loc[g["clean_acc_mean"].idxmax()]
+        cert = g.loc[g["cra_36_mean"].idxmax()] if g["cra_36_mean"].notna().any() else None
+        rows.append({
+            "_cert": -1.0 if cert is None else float(cert["cra_36_mean"]), "_clean": float(clean["clean_acc_mean"]),
+            "method": str(method), "configs": str(len(g)),
+            "best clean acc. (%)": f"{clean['clean_acc_mean']:.2f}",
+            "its certified (%)": _fmt_plain_2(clean.get("cra_36_mean")),
+            f"its time ({hours})": _fmt_hours(clean.get("train_hours_mean")),
+            "best certified (%)": "" if cert is None else f"{cert['cra_36_mean']:.2f}",
+            "its clean acc. (%)": "" if cert is None else f"{cert['clean_acc_mean']:.2f}",
+            f"its time ({hours}) ": "" if cert is None else _fmt_hours(cert.get("train_hours_mean")),
+            "configurations (best clean; best certified)": str(clean["hover"]) + ("" if cert is None or cert.name == clean.name
+                                                                                 else "; " + str(cert["hover"])),
+        })  # fmt: skip
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame = frame.sort_values(["_cert", "_clean"], ascending=False, kind="stable").drop(columns=["_cert", "_clean"])
+    frame.insert(0, "#", [str(i) for i in range(1, len(frame) + 1)])
+    return frame.reset_index(drop=True)
+
+
+def _fmt_plain_2(v: object) -> str:
+    f = _num(v)
+    return "" if f is None else f"{f:.2f}"
+
+
+def _fmt_hours(v: object) -> str:
+    f = _num(v)
+    return "" if f is None else f"{f:.3g}"

@@ -130,8 +130,13 @@ def test_synthetic_report_has_every_figure_and_the_papers_rows(tmp_path):
     report = render_report(load_results(tmp_path / "res"), "res")
     assert report.missing == []
     assert _h2(report.html) == list(SECTIONS)
-    # 6 bench figures, a Pareto panel per dataset, 3 figures per dataset × arch
-    assert report.n_figures == 6 + 3 + 3 * 9
+    # 7 bench figures (the zoo suite's among them), a Pareto panel per dataset, 3 figures per dataset × arch
+    assert report.n_figures == 7 + 3 + 3 * 9
+    # a ranking of the methods per dataset, and options a method does not read left blank
+    ranking = report.tables["ranking_cifar10"]
+    assert set(ranking["method"]) == {"none", "clip", "division", "fastclip", "gram"} and ranking["#"].tolist()[0] == "1"
+    none_rows = re.findall(r'<tr class="">(<td class="text">this run</td><td class="text">none</td>.*?)</tr>', report.html)
+    assert none_rows and all(re.findall(r"<td[^>]*>(.*?)</td>", r)[3] == "" for r in none_rows)  # clip_to blank
     # cifar10 · wrn-16-10 is in the papers: their rows sit beside ours, marked as reported by them
     table = report.html.split('id="summary-tables-cifar10-wrn-16-10"')[1].split("</table>")[0]
     paper_rows = re.findall(r'<tr class="paper">(.*?)</tr>', table)
@@ -165,28 +170,42 @@ def test_summary_aggregates_over_seeds_and_speedup():
     assert ours.loc[("clip", 4), "n_not_ok"] == 1
     assert np.isnan(ours.loc[("none", 0), "speedup_mean"])
     display, classes = st.display()
-    assert "91.00 ± 1.41" in display["Accuracy (%)"].tolist()
+    assert "91.00 ±\u00a01.41" in display["Accuracy (%)"].tolist()
+    assert display.loc[display["method"] == "none", "clip_to"].tolist() == [""]  # none reads no target
+    assert display.loc[display["method"] == "clip", "clip_to"].tolist() == ["1", "1"]
     assert "1 (+1 not ok)" in display["n"].tolist() and set(classes) == {""}
 
 
-def test_pareto_panel_greys_exactly_the_dominated_configs():
+def test_pareto_panel_marks_exactly_the_dominated_configs_and_leaves_out_empty_panels():
     pts = pd.DataFrame(
         {
             "method": ["a", "b", "c", "d"],
+            "rank": [None, 8.0, None, 8.0],
             "hover": ["A", "B", "C", "D"],
             "clean_acc_mean": [90.0, 85.0, 80.0, 70.0],
             "ece_mean": [5.0, 2.0, 3.0, 1.0],  # lower is better: C is dominated by B
         }
     )
-    for col in ("autoattack_025", "autoattack_05", "autoattack_36", "cra_36", "corruption_acc", "speedup", "compression"):
+    for col in ("autoattack_025", "autoattack_05", "autoattack_36", "cra_36", "corruption_acc", "speedup", "compression", "train_hours"):
         pts[f"{col}_mean"] = np.nan
-    fig, long = F.pareto_panel(pts, "d", F.colors_for(pts["method"]))
+    fig, long, left_out = F.pareto_panel(pts, "d", F.colors_for(pts["method"]), "CPU-hours")
     assert long["x_metric"].unique().tolist() == ["ece"]
     assert dict(zip(long["config"], long["on_front"])) == {"A": True, "B": True, "C": False, "D": True}
-    grey = [t for t in fig.fig.data if t.name == "dominated"]
-    assert len(grey) == 1 and list(grey[0].text) == ["C"]
+    assert [a.text for a in fig.fig.layout.annotations] == ["Accuracy (%) vs ECE (%)"]  # one panel, no empty ones
+    assert "training time (CPU-hours)" in left_out and "Certified ε=36/255 (%)" in left_out
+    dominated = [t for t in fig.fig.data if t.marker.symbol and t.marker.symbol.endswith("-open") and t.x[0] is not None]
+    assert len(dominated) == 1 and list(dominated[0].text) == ["C"] and "dominated" in dominated[0].hovertemplate
+    assert dominated[0].marker.color == F.colors_for(pts["method"])["c"]  # still in its method's colour
+    symbols = {t.name: t.marker.symbol for t in fig.fig.data if t.x[0] is None}
+    assert symbols["full"] != symbols["TT r=8"]
     line = [t for t in fig.fig.data if t.mode == "lines"]
     assert len(line) == 1 and list(line[0].x) == [1.0, 2.0, 5.0]  # the front, joined in order
+
+
+def test_log_ticks_carry_whole_numbers():
+    assert F.log_ticks([4, 8, 16]) == [5.0, 10.0]  # every tick inside the data, with its whole number
+    assert F.log_ticks([160]) == [160.0]  # one value: itself, not a crowd of ticks around it
+    assert F.log_ticks([0.001, 0.5, 3000]) == [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]
 
 
 def test_control_pareto_greys_exactly_the_dominated_methods():
@@ -241,7 +260,7 @@ def test_partial_folders(tmp_path):
     bench_only = tmp_path / "bench_only"
     shutil.copytree(full / "bench", bench_only / "bench")
     report = render_report(load_results(bench_only), "b")
-    assert report.n_figures == 6 and any(m.startswith("Pareto fronts: need trials") for m in report.missing)
+    assert report.n_figures == 7 and any(m.startswith("Pareto fronts: need trials") for m in report.missing)
 
     no_history = tmp_path / "no_history"
     shutil.copytree(full / "trials", no_history / "trials")
@@ -305,3 +324,15 @@ def test_damaged_files_are_listed_under_failures_and_block_nothing(tmp_path, cap
     assert "Damaged and duplicate results files" in text and str(cut) in text and "0 bytes" in text
     assert main(["report", str(res), "--format", "html,csv"]) == 0  # the report is written; nothing exits 2
     assert "damaged_files" in " ".join(p.name for p in (res / "report_csv").iterdir())
+
+
+def test_method_uses_reads_the_registry():
+    """Target options belong to the methods that step towards a target; λ to TT ranks only."""
+    from analysis.options import method_uses
+    from svconv.methods import METHODS
+
+    steps = {m for m in METHODS if method_uses(m, "clip_to")}
+    assert {"clip", "division", "fastclip", "gram", "rescale"} <= steps
+    assert not steps & {"none", "aol", "soc", "aoc", "bcop", "sll", "cayley", "bjorck"}
+    assert method_uses("soc", "lam", 16) and not method_uses("clip", "lam", None) and not method_uses("clip", "lam", float("nan"))
+    assert method_uses("none", "lr") and method_uses("none", "epochs")
