@@ -534,6 +534,8 @@ def pareto_panel(
             text = _metric_label(missing, hours)
             if text not in left_out:
                 left_out.append(text)
+    if not pairs:  # clean accuracy alone: nothing to trade it against
+        return Missing("needs a second metric beside clean accuracy (training time, certified accuracy, ...)"), pd.DataFrame(), left_out
     cols = 3
     nrows = math.ceil(len(pairs) / cols)
     titles = [f"{_metric_label(y, hours)} vs {_metric_label(x, hours)}" for x, y in pairs]

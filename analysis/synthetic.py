@@ -54,7 +54,7 @@ def write_synthetic_results(
 
     Every ``failed_every``-th trial is failed or diverged. Rows are written in files of ``chunk`` rows;
     ``chunk=None``: the layout sweeps write, one file per trial and table named by its trial id.
-    ``without``: trials columns left empty (``("autoattack_05", "autoattack_36", "corruption_acc")``: results
+    ``without``: trials columns left empty (``("autoattack_025", "autoattack_05", "autoattack_36", "corruption_acc")``: results
     like the demo's); ``device_name``: the device the trials record ("cpu" for CPU-hours). Returns the folder.
     """
     rng = np.random.default_rng(seed)

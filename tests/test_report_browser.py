@@ -59,14 +59,14 @@ def test_the_page_fits_1400_px_with_no_empty_panel_and_every_legend_in_view(synt
 def test_results_without_autoattack_or_corruption_draw_no_empty_panel(tmp_path):
     """The demo's results: no AutoAttack, no corruption accuracy, CPU. Their panels are left out with one note."""
     res = write_synthetic_results(tmp_path / "res", 40, with_bench=False, failed_every=0, device_name="cpu",
-                                  without=("autoattack_05", "autoattack_36", "corruption_acc"))  # fmt: skip
+                                  without=("autoattack_025", "autoattack_05", "autoattack_36", "corruption_acc"))  # fmt: skip
     report = render_report(load_results(res), "res")
     path = tmp_path / "report.html"
     path.write_text(report.html, encoding="utf-8")
     page = open_page(path, CHROMIUM)
     assert page.rendered == report.n_figures > 0 and page.errors == []
     assert page.empty_panels == [] and page.overflowing == [] and page.legends_missing == []
-    assert "Not drawn, for want of data in these trials: AutoAttack ε=0.5 (%), Corruption acc. (%)." in page.dom
+    assert "Not drawn, for want of data in these trials: AutoAttack ε=0.25 px (%), Corruption acc. (%)." in page.dom
     assert "training time (CPU-hours)" in report.html and ">no data<" not in report.html
 
 
