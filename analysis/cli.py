@@ -35,8 +35,12 @@ def run(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.format)
     output = Path(args.output) if args.output else Path(args.results_dir) / "report.html"
-    written = build_report(args.results_dir, output, formats, title=args.title, progress=sys.stderr.isatty(),
-                           include_unlearned=args.include_unlearned)  # fmt: skip
+    try:
+        written = build_report(args.results_dir, output, formats, title=args.title, progress=sys.stderr.isatty(),
+                               include_unlearned=args.include_unlearned)  # fmt: skip
+    except OSError as exc:  # e.g. -o existing_file/x.html: exit 2 naming the path, not a traceback
+        where = exc.filename if exc.filename is not None else output
+        raise ValueError(f"cannot write the report {str(output)!r}: {str(where)!r}: {exc.strerror or exc}") from exc
     report = written.report
     if written.html:
         print(f"report: {written.html} ({report.n_figures} figures)")

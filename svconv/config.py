@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
@@ -17,6 +18,9 @@ SCHEDULES = ("multistep", "cosine", "constant", "aol")
 DEVICES = ("auto", "cpu", "cuda")
 #: Training losses (svconv.training.losses): cross-entropy, AOL's offset cross-entropy (Prach & Lampert 2022).
 LOSSES = ("ce", "aol-offset")
+#: A sweep name: one folder name, checked whole (``fullmatch``: ``$`` alone would accept a trailing newline).
+SWEEP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+SWEEP_NAME_RULE = "must be letters, digits, '_', '.' or '-', not starting with '.', '_' or '-' (a folder name)"
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,13 @@ class TrialConfig:
         from svconv.results.store import config_id  # pandas/pyarrow: not at import, so `svconv --help` stays fast
 
         return config_id(ident)
+
+
+def check_sweep_name(name: Any, what: str = "sweep NAME") -> str:
+    """``name`` if it is a valid sweep name (:data:`SWEEP_NAME_RE`, whole string), else ValueError naming ``what``."""
+    if not isinstance(name, str) or not SWEEP_NAME_RE.fullmatch(name):
+        raise ValueError(f"{what} {SWEEP_NAME_RULE}; got {name!r}")
+    return name
 
 
 def check_field_types(config: TrialConfig) -> None:

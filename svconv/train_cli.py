@@ -163,6 +163,10 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # ValueError -> exit 2 with the message on stderr
+    if args.sweep is not None:
+        from svconv.config import check_sweep_name
+
+        check_sweep_name(args.sweep, "--sweep")
     from svconv.results import check_writable
 
     check_writable(args.results)  # before training, not after it

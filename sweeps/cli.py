@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="with --dry-run: a results folder of bench/epoch_time.py rows to estimate the cost from "
                         "(repeatable; default: bench_results/epoch_time)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-trials", type=int, default=None, metavar="N",
+                   help="refuse a grid of more than N combinations (default: 100000), counted before expanding it")
 
     p = sub.add_parser("submit", help="submit a sweep as a Ray Job to a running cluster",
                        description="Validate SPEC here, then submit `svconv sweep run SPEC --address auto` as a "
@@ -87,9 +89,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sweeps.spec import load_spec, parse_spec
+    from sweeps.spec import MAX_TRIALS, load_spec, parse_spec
 
-    spec = parse_spec(sys.stdin.read(), source="<stdin>") if args.spec == "-" else load_spec(args.spec)
+    limit = MAX_TRIALS if args.max_trials is None else args.max_trials
+    spec = parse_spec(sys.stdin.read(), source="<stdin>", max_trials=limit) if args.spec == "-" else load_spec(args.spec, limit)
     from sweeps.failures import check_data
     from sweeps.spec import iter_trial_dicts
 
@@ -106,6 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     from svconv.results import check_writable
 
     state = SweepState.from_spec(spec, args.results, args.storage)
+    check_writable(state.root, "sweep state folder (--storage)")  # before the lock is taken
     check_writable(state.results_dir)  # before any trial trains
     return _driven(lambda: run_sweep(spec, results_dir=args.results, storage=args.storage, address=args.address,
                                      progress=not args.no_progress), state)
@@ -117,6 +121,7 @@ def _resume(args: argparse.Namespace) -> int:
     from svconv.results import check_writable
 
     state = SweepState.load(args.name, args.storage, args.results)
+    check_writable(state.root, "sweep state folder (--storage)")  # before the lock is taken
     check_writable(state.results_dir)  # before any trial trains
     return _driven(lambda: resume_sweep(args.name, storage=args.storage, address=args.address,
                                         retry_failed=args.retry_failed, progress=not args.no_progress,

@@ -1,13 +1,15 @@
 """One driver per sweep: a lock file in the sweep's state folder, on the storage every node mounts.
 
-``<storage>/<name>/lock.json`` is created with ``O_CREAT | O_EXCL`` (atomic on local file systems and on
-NFSv4/EFS), holds who runs the sweep (host, pid, start time, command) and is touched every
+``<storage>/<name>/lock.json`` is written whole to a temporary file, then linked to its name with
+``os.link`` (which fails if the name exists: atomic on local file systems and on NFS), so the lock never
+exists empty or half-written. It holds who runs the sweep (host, pid, start time, command) and is touched every
 :data:`HEARTBEAT_S` seconds while the run lasts. A second ``sweep run``/``resume`` of the same name finds
 it and is refused (:class:`SweepLocked`, exit status 2) with the holder's details.
 
 A lock whose holder is gone is recovered, with a note on stderr: on the same host when its process no
 longer exists (pid and process start time), from another host when its heartbeat is older than
-:data:`STALE_AFTER_S` (that host's process cannot be checked from here).
+:data:`STALE_AFTER_S` (that host's process cannot be checked from here). A lock file that cannot be read
+(left by an older writer killed mid-write, or foreign) is stale once older than :data:`UNREADABLE_STALE_S`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ LOCK_FILE = "lock.json"
 HEARTBEAT_S = 30.0
 #: A lock from another host whose heartbeat is older than this is taken to be left by a dead run.
 STALE_AFTER_S = 600.0
+#: An unreadable lock file older than this is taken as left by a writer killed mid-write (locks are
+#: written whole, so a live holder's lock is readable; the grace covers a writer on another lock protocol).
+UNREADABLE_STALE_S = 5.0
 
 
 class SweepLocked(ValueError):
@@ -107,12 +112,16 @@ class SweepLock:
 
     def stale_reason(self, holder: Holder) -> str | None:
         """Why ``holder``'s lock is stale, or None while its run may be alive."""
-        if holder.host == socket.gethostname():
+        if holder is not _UNREADABLE and holder.host == socket.gethostname():
             return None if _alive_here(holder) else f"its process {holder.pid} no longer exists"
         try:
             age = time.time() - self.path.stat().st_mtime
         except FileNotFoundError:
             return "it is gone"
+        if holder is _UNREADABLE:  # locks are written whole: an unreadable one is not being written for long
+            if age > UNREADABLE_STALE_S:
+                return f"the lock file cannot be read (empty or damaged) and is {age:.0f} s old"
+            return None
         if age > STALE_AFTER_S:
             return f"its heartbeat is {age / 60:.0f} min old (a live run touches it every {HEARTBEAT_S:.0f} s)"
         return None
@@ -129,8 +138,13 @@ class SweepLock:
             proc_start=_proc_start(os.getpid()),
         )
         for _ in range(5):  # a few rounds: another process may recover the same stale lock at once
+            tmp = self.path.with_name(f"{LOCK_FILE}.new.{socket.gethostname()}.{os.getpid()}")
+            with open(tmp, "w") as f:  # the content first, then the name: never an empty lock
+                json.dump(asdict(me), f)
+                f.flush()
+                os.fsync(f.fileno())
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.link(tmp, self.path)
             except FileExistsError:
                 holder = self.read()
                 if holder is None:
@@ -143,10 +157,8 @@ class SweepLock:
                     ) from None
                 self._recover(holder, reason)
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(asdict(me), f)
-                f.flush()
-                os.fsync(f.fileno())
+            finally:
+                tmp.unlink(missing_ok=True)
             self.holder = me
             self._stop.clear()
             self._beat = threading.Thread(target=self._heartbeat, name=f"sweep-lock-{self.name}", daemon=True)

@@ -30,12 +30,15 @@ A spec names the sweep, fixes some trial options, grids over others and says how
 
 Everything is checked before anything runs: unknown keys and options, bad values (every expanded
 config goes through :meth:`TrialConfig.from_dict`), empty grids, rules that match nothing, duplicate
-trials. Every error is a :class:`SpecError` (a ``ValueError``) whose message starts with ``FILE:LINE:``.
+trials, non-finite resources, YAML aliases (a "billion laughs" bomb), specs over :data:`MAX_SPEC_BYTES` and
+grids of more than ``max_trials`` combinations (default :data:`MAX_TRIALS`, counted before expanding).
+Every error is a :class:`SpecError` (a ``ValueError``) whose message starts with ``FILE:LINE:``.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -43,6 +46,8 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
+from svconv.config import SWEEP_NAME_RE as NAME_RE
+from svconv.config import SWEEP_NAME_RULE as NAME_RULE
 from svconv.config import TrialConfig
 from sweeps.scheduler import SchedulerOptionError, SchedulerSpec, check_scheduler
 from sweeps.trackers import TrackerOptionError, TrackerSpec, check_trackers
@@ -50,10 +55,12 @@ from sweeps.trackers import TrackerOptionError, TrackerSpec, check_trackers
 SPEC_KEYS = ("name", "description", "fixed", "grid", "exclude", "only", "resources", "concurrency", "retries", "reuse_workers",
              "scheduler", "trackers")
 RESOURCE_KEYS = ("cpus", "gpus")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-NAME_RULE = "must be letters, digits, '_', '.' or '-', not starting with '.', '_' or '-' (a folder name)"
 #: ``rank: full`` is accepted as a readable spelling of ``rank: null`` (no TT compression).
 FULL_RANK = "full"
+#: The largest spec file read, in bytes (1 MiB; the shipped specs are under 4 KiB).
+MAX_SPEC_BYTES = 1 << 20
+#: The most grid combinations a spec may expand to unless the caller raises it (``--max-trials``).
+MAX_TRIALS = 100_000
 _MAX_ERRORS = 8
 
 
@@ -135,22 +142,30 @@ def sweep_name(name: str) -> str:
     Raises SpecError for anything else (``../x``, ``a/b``): a name is one folder under the storage root.
     """
     cleaned = name.rstrip("/") if isinstance(name, str) else name
-    if not isinstance(cleaned, str) or not NAME_RE.match(cleaned):
+    if not isinstance(cleaned, str) or not NAME_RE.fullmatch(cleaned):
         raise SpecError(f"sweep NAME {NAME_RULE}; got {name!r}")
     return cleaned
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read, validate and expand the spec at ``path``; raises :class:`SpecError` naming file and line."""
+def load_spec(path: str | Path, max_trials: int = MAX_TRIALS) -> SweepSpec:
+    """Read, validate and expand the spec at ``path``; raises :class:`SpecError` naming file and line.
+
+    A grid of more than ``max_trials`` combinations is refused (counted before it is expanded).
+    """
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file {str(path)!r} not found")
-    return parse_spec(path.read_text(), source=str(path))
+    size = path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}:1: the spec is {size} bytes; a spec may be at most {MAX_SPEC_BYTES} bytes")
+    return parse_spec(path.read_text(), source=str(path), max_trials=max_trials)
 
 
-def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
+def parse_spec(text: str, source: str = "<string>", max_trials: int = MAX_TRIALS) -> SweepSpec:
     """Validate and expand the spec in ``text`` (``source`` names it in error messages)."""
-    return _Parser(text, source).parse()
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"{source}:1: the spec is {len(text)} characters; a spec may be at most {MAX_SPEC_BYTES} bytes")
+    return _Parser(text, source, max_trials).parse()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,8 +173,9 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
 
 
 class _Parser:
-    def __init__(self, text: str, source: str) -> None:
+    def __init__(self, text: str, source: str, max_trials: int = MAX_TRIALS) -> None:
         self.text = text
+        self.max_trials = max_trials
         self.source = source
         self.loader = _SpecLoader(text)
 
@@ -196,10 +212,15 @@ class _Parser:
         return self.value(node)
 
     def check_tags(self, root: yaml.Node) -> None:
-        """Refuse explicit tags other than plain YAML types (``!!python/...`` and the like), wherever they are."""
-        stack = [root]
+        """Refuse explicit tags other than plain YAML types (``!!python/...`` and the like), wherever they are,
+        and aliases (``*name``): a node met twice is an alias, refused at once, so the walk visits each
+        node once and a few hundred bytes of nested aliases (a "billion laughs" bomb) cannot expand."""
+        stack, seen = [root], set()
         while stack:
             node = stack.pop()
+            if id(node) in seen:
+                raise self.error(node, "not valid YAML: the value anchored here is used again by an alias (*name); aliases are not allowed in a spec, write the values out")
+            seen.add(id(node))
             if node.tag not in _PLAIN_TAGS:
                 raise self.error(node, f"not valid YAML: the tag {node.tag!r} is not allowed in a spec (plain values only)")
             if isinstance(node, yaml.SequenceNode):
@@ -244,7 +265,7 @@ class _Parser:
                 raise self.error(root, f"the spec needs a `{key}`")
 
         name = self.scalar(top["name"][1], "name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise self.error(top["name"][1], f"name {NAME_RULE}; got {name!r}")
         description = ""
         if "description" in top:
@@ -361,8 +382,8 @@ class _Parser:
             if key not in RESOURCE_KEYS:
                 raise self.error(k_node, f"unknown resource {key!r}; known: {', '.join(RESOURCE_KEYS)}")
             v = self.scalar(v_node, f"resources {key}")
-            if not _is_number(v) or v < 0 or (key == "cpus" and v == 0):
-                raise self.error(v_node, f"resources {key} must be a number {'> 0' if key == 'cpus' else '>= 0'}; got {v!r}")
+            if not _is_number(v) or not math.isfinite(v) or v < 0 or (key == "cpus" and v == 0):
+                raise self.error(v_node, f"resources {key} must be a finite number {'> 0' if key == 'cpus' else '>= 0'}; got {v!r}")
             if key == "gpus" and v > 1 and v != int(v):
                 raise self.error(v_node, f"resources gpus above 1 must be a whole number; got {v!r}")
             values[key] = float(v)
@@ -408,6 +429,14 @@ class _Parser:
         only: list[_Rule],
         grid_node: yaml.Node,
     ) -> list[Trial]:
+        count = math.prod(len(points) for points in axes)
+        if count > self.max_trials:  # counted, not expanded: a 1000 x 1000 grid must not fill the memory
+            sizes = " x ".join(str(len(points)) for points in axes)
+            raise self.error(
+                grid_node,
+                f"the grid has {count} combinations ({sizes}); the limit is {self.max_trials} "
+                "(raise it with --max-trials N, or split the sweep)",
+            )
         combos = []
         for points in itertools.product(*axes):
             values = dict(fixed)

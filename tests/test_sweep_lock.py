@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.lock import LOCK_FILE, STALE_AFTER_S, SweepLock, SweepLocked
+from sweeps.lock import LOCK_FILE, STALE_AFTER_S, UNREADABLE_STALE_S, SweepLock, SweepLocked
 from sweeps.spec import parse_spec
 from sweeps.state import SweepState
 
@@ -117,3 +117,45 @@ def test_release_leaves_a_lock_that_is_not_ours(tmp_path):
     (tmp_path / LOCK_FILE).write_text(json.dumps(theirs))  # e.g. recovered by another host meanwhile
     lock.release()
     assert json.loads((tmp_path / LOCK_FILE).read_text()) == theirs
+
+
+@pytest.mark.parametrize("content", ["", '{"host": "node-b", "pi'])
+def test_an_unreadable_lock_blocks_only_for_a_few_seconds(tmp_path, capsys, content):
+    # A writer killed between creating and writing the lock (older code) left it empty or cut short.
+    lock_file = tmp_path / LOCK_FILE
+    lock_file.write_text(content)
+    with pytest.raises(SweepLocked, match="unreadable lock file"):  # fresh: it may be being written
+        SweepLock(tmp_path, "x", "test").acquire()
+    old = time.time() - UNREADABLE_STALE_S - 1
+    os.utime(lock_file, (old, old))
+    lock = SweepLock(tmp_path, "x", "test").acquire()
+    assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+    lock.release()
+    assert "cannot be read (empty or damaged)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no temporary file left beside it
+
+
+def test_the_lock_file_is_never_seen_empty(tmp_path):
+    # Written whole under a temporary name, then linked: a reader sees no file or the whole holder.
+    reader = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            """\
+            import json, sys, time
+            from pathlib import Path
+            p = Path(sys.argv[1]) / "lock.json"
+            seen = 0
+            end = time.time() + 60
+            while seen < 100 and time.time() < end:
+                try:
+                    text = p.read_text()
+                except FileNotFoundError:
+                    continue
+                json.loads(text)  # an empty or half-written lock raises here
+                seen += 1
+            print(seen)
+            """), str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    while reader.poll() is None:
+        SweepLock(tmp_path, "x", "test").acquire().release()
+    assert reader.returncode == 0 and int(reader.stdout.read()) > 0

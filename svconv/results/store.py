@@ -193,15 +193,17 @@ def describe_damaged(damaged: Iterable[DamagedFile]) -> str:
     return f"{len(items)} damaged results file(s) skipped:\n" + "\n".join(f"  {d.path}: {d.reason}" for d in items)
 
 
-def check_writable(results_dir: str | os.PathLike) -> Path:
+def check_writable(results_dir: str | os.PathLike, what: str = "results folder") -> Path:
     """Check that results can be written under ``results_dir`` (created if missing) before any work starts.
+
+    ``what`` names the folder in the message (e.g. ``"sweep state folder (--storage)"``).
 
     Creates the folder and a probe file in it, then removes the probe. Raises ValueError saying why not
     (a file is in the way, permission denied, read-only file system, ...). Returns the folder.
     """
     path = Path(results_dir).expanduser()
     if path.exists() and not path.is_dir():
-        raise ValueError(f"results folder {str(path)!r} is not writable: it is an existing file, not a folder")
+        raise ValueError(f"{what} {str(path)!r} is not writable: it is an existing file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".svconv-write-check.", suffix=".tmp", dir=path)
@@ -212,5 +214,5 @@ def check_writable(results_dir: str | os.PathLike) -> Path:
             os.close(fd)
             os.unlink(probe)
     except OSError as exc:
-        raise ValueError(f"results folder {str(path)!r} is not writable: {exc.strerror or exc}") from exc
+        raise ValueError(f"{what} {str(path)!r} is not writable: {exc.strerror or exc}") from exc
     return path

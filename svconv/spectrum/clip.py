@@ -9,12 +9,15 @@ home of that pass; ``clip_target`` searches over its clip level.
 
 from __future__ import annotations
 
+import math
+
 from typing import Sequence
 
 import torch
 
 from svconv.spectrum._checks import check_count, check_geometry, check_positive
 from svconv.spectrum.exact import transfer_matrices, unpolyphase
+from svconv.spectrum.scaling import power_of_two_scale, scale_by_power_of_two
 
 
 class GramEig:
@@ -90,8 +93,10 @@ def clip_conv_singular_values(
     d, n, s, m = check_geometry(weight, input_size, stride)
     max_sv = check_positive(max_sv, "max_sv")
     check_count(n_iter, "n_iter")
-    w = weight.detach()
+    e = power_of_two_scale(weight)  # clip(2^e W, 2^e c) = 2^e clip(W, c): huge entries would overflow eigh
+    w = scale_by_power_of_two(weight.detach(), -e)
+    level = math.ldexp(max_sv, -e)
     for _ in range(n_iter):
         P, _ = transfer_matrices(w, n, s)
-        w = restrict_transfer(clip_transfer_matrices(P, max_sv), w.shape, m, s)
-    return w.to(weight.dtype).contiguous()
+        w = restrict_transfer(clip_transfer_matrices(P, level), w.shape, m, s)
+    return scale_by_power_of_two(w, e).to(weight.dtype).contiguous()

@@ -71,6 +71,7 @@ from svconv.spectrum._checks import (
 from svconv.spectrum.clip import GramEig, restrict_transfer
 from svconv.spectrum.conv_geometry import dilate_kernel
 from svconv.spectrum.exact import gram_singular_values, transfer_matrices
+from svconv.spectrum.scaling import power_of_two_scale, scale_by_power_of_two
 
 CLIP_SOLVERS = ("auto", "eigh", "matmul")
 CLIP_STRATEGIES = ("secant", "passes", "dykstra")
@@ -171,6 +172,13 @@ def clip_to_target(
     check_count(max_passes, "max_passes")
     if level is not None:
         level = check_positive(level, "level")
+    e = power_of_two_scale(weight)
+    if e:  # huge (or tiny) entries: clip 2^-e W to 2^-e c (exact scaling; results are homogeneous) and scale back
+        r = clip_to_target(scale_by_power_of_two(weight.detach(), -e), input_size, math.ldexp(c, -e), stride, tol=tol,
+                           guarantee=guarantee, solver=solver, strategy=strategy, max_passes=max_passes,
+                           level=None if level is None else math.ldexp(level, -e), dilation=dilation)
+        return ClipResult(scale_by_power_of_two(r.weight, e), math.ldexp(r.sigma, e), r.passes, math.ldexp(r.level, e),
+                          r.rel_change)
     w0 = weight.detach()
     kernel, restrict = _geometry(w0, n, s, m, dilation)
     ops = _solver(solver, w0.device)

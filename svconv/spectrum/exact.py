@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from svconv.spectrum._checks import check_geometry
+from svconv.spectrum.scaling import power_of_two_scale, scale_by_power_of_two, unscale
 
 
 def polyphase(weight: torch.Tensor, input_size: Sequence[int], stride: Sequence[int]) -> torch.Tensor:
@@ -97,19 +98,25 @@ def conv_singular_values(
 
     Returns:
         ``(prod(m) * min(c_out, c_in * prod(s)),)`` real tensor, ``m = n / s``, on ``weight``'s device.
+        A kernel with huge (or tiny) entries is scaled by a power of two first (:mod:`svconv.spectrum.scaling`);
+        ValueError if the singular values themselves exceed the dtype's range.
     """
-    P, mult = transfer_matrices(weight, input_size, stride)
+    e = power_of_two_scale(weight)
+    P, mult = transfer_matrices(scale_by_power_of_two(weight, -e), input_size, stride)
     sv = gram_singular_values(P)
     sv = torch.repeat_interleave(sv, mult, dim=0).flatten()
-    return torch.sort(sv, descending=True).values
+    sv = torch.sort(sv, descending=True).values
+    return unscale(sv, e, weight, "a singular value")
 
 
 def conv_spectral_norm(
     weight: torch.Tensor, input_size: int | Sequence[int], stride: int | Sequence[int] = 1
 ) -> torch.Tensor:
     """Largest singular value of the periodic convolution (a 0-d tensor). Arguments as :func:`conv_singular_values`."""
-    P, _ = transfer_matrices(weight, input_size, stride)
-    return gram_singular_values(P)[..., -1].max()
+    e = power_of_two_scale(weight)
+    P, _ = transfer_matrices(scale_by_power_of_two(weight, -e), input_size, stride)
+    top = gram_singular_values(P)[..., -1].max()
+    return unscale(top, e, weight, "the spectral norm")
 
 
 def periodic_conv(x: torch.Tensor, weight: torch.Tensor, stride: int | Sequence[int] = 1) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 
 from svconv.spectrum._checks import check_count
 from svconv.spectrum.exact import transfer_matrices
+from svconv.spectrum.scaling import power_of_two_scale, scale_by_power_of_two, unscale
 
 
 def gram_iteration_bound(
@@ -20,7 +21,8 @@ def gram_iteration_bound(
 
     ``G_0 = P(w)``, ``G_{t+1} = G_t^H G_t``; ``sigma_max <= max_w ||G_T(w)||_F^(2^-T)`` for every T,
     which equals the l_(2^(T+1)) norm of the singular values at the worst frequency. Each step is
-    rescaled by its Frobenius norm and the scale kept in log space, so nothing overflows.
+    rescaled by its Frobenius norm and the scale kept in log space, and a kernel with huge entries is
+    scaled by a power of two first, so nothing overflows; ValueError if the bound itself exceeds the dtype's range.
 
     Args:
         weight: ``(c_out, c_in, k_1, ..., k_d)``.
@@ -29,8 +31,9 @@ def gram_iteration_bound(
         stride: int or d-tuple dividing ``input_size`` (the bound then holds for the strided operator).
     """
     check_count(n_iter, "n_iter", minimum=0)
-    G, _ = transfer_matrices(weight, input_size, stride)
-    return gram_bound_matrices(G, n_iter).max()
+    e = power_of_two_scale(weight)  # huge entries: the first norm (and P itself) would overflow
+    G, _ = transfer_matrices(scale_by_power_of_two(weight, -e), input_size, stride)
+    return unscale(gram_bound_matrices(G, n_iter).max(), e, weight, "the Gram-iteration bound")
 
 
 def gram_bound_matrices(G: torch.Tensor, n_iter: int) -> torch.Tensor:
