@@ -108,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
     from sweeps.state import SweepState
     from svconv.results import check_writable
 
+    check_data(spec.name, [t["config"] for t in iter_trial_dicts(spec)])  # missing data: exit 2 before any folder is made
     state = SweepState.from_spec(spec, args.results, args.storage)
     check_writable(state.root, "sweep state folder (--storage)")  # before the lock is taken
     check_writable(state.results_dir)  # before any trial trains
