@@ -61,9 +61,9 @@ def test_registry_names_and_errors():
 @pytest.mark.parametrize(
     "method, arch, rank, match",
     [
-        ("aol", "wrn-16-10", None, "needs an AOL architecture"),
+        ("aol", "wrn-16-10", None, "needs an architecture of family aol"),
         ("clip", "aol-small", None, "needs method 'aol'"),
-        ("soc", "vgg19", None, "needs a LipConvNet"),
+        ("soc", "vgg19", None, "needs an architecture of family lipconvnet"),
         ("division", "lipconvnet-5", 16, "needs method 'soc'"),
         ("aol", "aol-fc", 8, "no TT variant"),
         ("clip", "small-cnn", 0, "rank must be"),

@@ -21,6 +21,7 @@ from svconv.control.layer import check_plain
 from svconv.control.result import ControlResult
 from svconv.kinds import LayerKind, layer_kind
 from svconv.spectrum.conv_geometry import conv_geometry as _geometry
+from svconv.options import NoOptions
 from svconv.methods.registry import Registered
 from svconv.models.shapes import input_shapes
 
@@ -171,6 +172,20 @@ class SVMethod(Registered):
 
     #: layer kinds to which this method gives their own target (``clip_to_linear``, ``clip_to_bn``)
     kind_targets: tuple[str, ...] = ()
+    #: the dataclass of the options this method takes (``svconv.options``); others are refused
+    options: type = NoOptions
+    #: the model families (``svconv.models`` ``ModelEntry.family``) built from this method's layers, with which
+    #: alone it goes; None: every family that no method's layers build (:func:`svconv.methods.check_compatible`)
+    families: tuple[str, ...] | None = None
+    #: whether the method trains TT layers (takes a rank)
+    tt = True
+    #: whether ``build_model`` builds the model from this method's own layers (``layers=name``: the peers')
+    builds_layers = False
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why the method cannot run here (a library that does not import, with the line to install it), or None."""
+        return None
 
     def __init__(
         self,

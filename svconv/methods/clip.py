@@ -18,6 +18,7 @@ import torch
 from svconv.control import clip_
 from svconv.methods import flops as F
 from svconv.methods.base import Layer, SVMethod, check_plain_conv, conv_geometry
+from svconv.options import ClipOptions
 from svconv.spectrum import conv_spectral_norm
 
 #: passes a control step may spend to reach the tolerance (``clip_to_target``'s default)
@@ -33,6 +34,7 @@ class ExactClip(SVMethod):
     """
 
     name = "clip"
+    options = ClipOptions
     order = 10
     max_passes = MAX_PASSES  # per layer and control step, when clip_tol > 0
     summary = "exact clipping to within --clip-tol of the target (Sedghi et al. 2019)"

@@ -16,6 +16,7 @@ from svconv.control import divide_, divide_bn_
 from svconv.layers import bn_lipschitz
 from svconv.methods import flops as F
 from svconv.methods.base import Layer, SVMethod, _eval_mode
+from svconv.options import DivisionOptions
 
 
 class Division(SVMethod):
@@ -31,6 +32,7 @@ class Division(SVMethod):
     """
 
     name = "division"
+    options = DivisionOptions
     order = 20
     summary = "power iteration, then W / max(1, sigma/c) (Gouk et al. 2021); batch norm too"
     default_iters = 1

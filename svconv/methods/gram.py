@@ -13,12 +13,14 @@ from typing import Sequence
 from svconv.control.gram import GRAM_ITERS, gram_bound, gram_rescale_
 from svconv.methods import flops as F
 from svconv.methods.base import Layer, SVMethod, check_plain_conv
+from svconv.options import TargetOptions
 
 
 class GramRescale(SVMethod):
     """Divide each conv/TT-core/linear weight by ``max(1, bound/c)``, the bound from 6 Gram iterations."""
 
     name = "gram"
+    options = TargetOptions
     order = 40
     summary = "rescale by the Gram-iteration upper bound (Delattre et al. 2023)"
     default_iters = GRAM_ITERS

@@ -34,6 +34,8 @@ class AOLMethod(_Parametrized):
     """Almost-orthogonal Lipschitz layers (Prach & Lampert 2022): no control step."""
 
     name = "aol"
+    families = ("aol",)
+    tt = False  # AOL rescales the full kernel
     order = 60
     summary = "AOL layers' own rescaling (aol-* architectures; Prach & Lampert 2022)"
     bench_layer = "control"
@@ -66,6 +68,7 @@ class SOCMethod(_Parametrized):
     """Skew orthogonal convolutions (Singla & Feizi 2021), SOC-TT with a rank: no control step."""
 
     name = "soc"
+    families = ("lipconvnet",)
     order = 70
     summary = "SOC layers' orthogonal parametrisation (lipconvnet-N; Singla & Feizi 2021)"
     bench_model = "forward"  # one eval-mode forward of every SOC / SOC-TT layer

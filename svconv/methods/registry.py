@@ -10,8 +10,7 @@ What an entry declares (class attributes and class methods):
 
 - ``name``, ``summary`` (one line, for ``svconv train --help``), ``order`` (position in listings);
 - ``default_iters`` (bench ``iters`` when not given; None: the method has no iteration count),
-  ``min_iters``, ``takes_k`` (PowerQR's number of singular values); ``takes_clip_k`` (a training method
-  that clips the top-k singular values: ``TrialConfig.clip_k`` reaches it);
+  ``min_iters``, ``takes_k`` (PowerQR's number of singular values);
 - ``bench_layer``: what a bench row of one layer is: ``exact`` | ``baseline`` | ``bound`` |
   ``estimate`` (``layer_value`` gives the spectral-norm value) or ``control`` (``layer_control`` edits
   the layer in place and returns a ``svconv.control.ControlResult``); None: not measured per layer;
@@ -49,7 +48,6 @@ class Registered:
     fixed_iters: int | None = None  # iterations a training control step always runs (bench model FLOPs)
     min_iters = 1
     takes_k = False
-    takes_clip_k = False
     bench_layer: str | None = None
     bench_model: str | None = None
     flops_on_grid = False

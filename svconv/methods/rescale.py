@@ -31,6 +31,7 @@ from torch import nn
 from svconv.control import ControlResult
 from svconv.control.layer import controlled_part, conv_grid, exact_norm, full_kernel, layer_kind, relative_change, spatial_size
 from svconv.methods.base import Layer, SVMethod
+from svconv.options import TargetOptions
 from svconv.methods.flops import prod as _prod
 from svconv.spectrum._checks import check_count, check_positive
 
@@ -105,6 +106,7 @@ class SpectralRescale(SVMethod):
     """Rescale every conv/TT-core/linear layer per output channel by Delattre et al. 2024's factors."""
 
     name = "rescale"
+    options = TargetOptions
     order = 45
     summary = "per-channel spectral rescaling from Gram iterations of the kernel, no FFT (Delattre et al. 2024)"
     default_iters = RESCALE_ITERS
