@@ -1,7 +1,7 @@
 """Methods of controlling singular values, one interface (``SVMethod``), registered by name.
 
-Every ``SVMethod`` subclass with a ``name`` in a module of this package is registered by being there
-(``svconv.methods.registry``): ``none``, ``clip`` (exact clipping to a tolerance), ``division`` (Gouk
+Each method module registers its ``SVMethod`` subclasses with ``register(...)`` and is imported below by
+name (``svconv.methods.registry``): ``none``, ``clip`` (exact clipping to a tolerance), ``division`` (Gouk
 et al. 2021), ``fastclip`` (PowerQR + projection steps), ``gram`` (Gram-iteration rescaling),
 ``rescale`` (Delattre et al. 2024 spectral rescaling), ``aol`` and ``soc`` (parametrised layers, chosen
 through the architecture). The per-layer steps are ``svconv.control``'s functions. ``get_method(name,
@@ -16,6 +16,9 @@ from typing import Any
 from svconv.methods.base import Layer, SVMethod, find_layers
 from svconv.options import check_unused, effective_options, option_fields, option_names
 from svconv.methods.registry import training_methods
+
+# Each module registers its entries (``register(Cls)`` at its end); listing order is ``order``, then this one.
+from svconv.methods import clip, division, estimators, fastclip, gram, none, parametrized, peers, rescale  # noqa: E402,F401  isort: skip
 
 METHODS: dict[str, type[SVMethod]] = training_methods()
 

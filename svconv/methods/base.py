@@ -22,7 +22,7 @@ from svconv.control.result import ControlResult
 from svconv.kinds import LayerKind, layer_kind
 from svconv.spectrum.conv_geometry import conv_geometry as _geometry
 from svconv.options import NoOptions
-from svconv.methods.registry import Registered
+from svconv.methods.registry import Registered, training_methods
 from svconv.models.shapes import input_shapes
 
 #: ``svconv.kinds`` kind -> the ``Layer.kind`` a method sees; kinds absent here are not methods' layers.
@@ -141,8 +141,6 @@ def check_kind_targets(method: str, kind_targets: Sequence[str], **targets: floa
             raise ValueError(f"{option} must be None (same as clip_to) or a positive number; got {value!r}")
         kind = KIND_TARGET_OPTIONS[option]
         if kind not in kind_targets:
-            from svconv.methods.registry import training_methods
-
             users = [n for n, c in training_methods().items() if kind in getattr(c, "kind_targets", ())]
             raise ValueError(
                 f"{option} applies to method(s) {', '.join(users)} (their own target for {kind} layers); "
@@ -153,8 +151,7 @@ def check_kind_targets(method: str, kind_targets: Sequence[str], **targets: floa
 class SVMethod(Registered):
     """Base class of every SV-control method (see the module docstring for the protocol).
 
-    A subclass with a ``name`` in a module of ``svconv.methods`` is registered by that alone
-    (``svconv.methods.registry``); its ``control`` runs a ``svconv.control`` function over
+    A subclass is registered by ``register(Cls)`` in its module (``svconv.methods.registry``); its ``control`` runs a ``svconv.control`` function over
     ``self.layers`` and keeps what each achieved in ``self.results``.
 
     Args:
@@ -172,6 +169,7 @@ class SVMethod(Registered):
 
     #: layer kinds to which this method gives their own target (``clip_to_linear``, ``clip_to_bn``)
     kind_targets: tuple[str, ...] = ()
+    trains = True
     #: the dataclass of the options this method takes (``svconv.options``); others are refused
     options: type = NoOptions
     #: the model families (``svconv.models`` ``ModelEntry.family``) built from this method's layers, with which

@@ -16,8 +16,9 @@ from typing import Sequence
 import torch
 
 from svconv.control import clip_
-from svconv.methods import flops as F
+import svconv.methods.flops as F
 from svconv.methods.base import Layer, SVMethod, check_plain_conv, conv_geometry
+from svconv.methods.registry import register
 from svconv.options import ClipOptions
 from svconv.spectrum import conv_spectral_norm
 
@@ -82,3 +83,5 @@ class ExactClip(SVMethod):
             grid, _ = conv_geometry(tt.core, layer.spatial)
             return float(tt.spectral_norm(grid))
         return float(torch.linalg.matrix_norm(m.weight, ord=2))
+
+register(ExactClip)

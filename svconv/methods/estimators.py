@@ -9,9 +9,9 @@ from typing import Sequence
 
 import torch
 
-from svconv.methods import flops as F
+import svconv.methods.flops as F
 from svconv.methods.base import conv_geometry
-from svconv.methods.registry import Estimator
+from svconv.methods.registry import Estimator, register
 
 
 def _tt(module) -> bool:
@@ -93,3 +93,7 @@ class PowerQR(Estimator):
         from svconv.spectrum import power_qr
 
         return power_qr(module, input_shape, k=k, n_iter=iters, generator=generator)
+
+register(Exact)
+register(Power)
+register(PowerQR)

@@ -24,6 +24,7 @@ from torch import nn
 from svconv.control import clip_bn_, fastclip_
 from svconv.layers import ConvBN, bn_lipschitz
 from svconv.methods.base import Layer, SVMethod, _eval_mode
+from svconv.methods.registry import register
 from svconv.options import FastClipOptions, FastClipBNOptions
 from svconv.spectrum._checks import check_count
 
@@ -116,3 +117,6 @@ def _affine(bn: nn.Module) -> bool:
 
 
 __all__ = ["FastClip", "FastClipClipBN", "check_fastclip_options"]
+
+register(FastClip)
+register(FastClipClipBN)

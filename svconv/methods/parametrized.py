@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from svconv.control import ControlResult
-from svconv.methods import flops as F
+import svconv.methods.flops as F
 from svconv.methods.base import Layer, SVMethod
+from svconv.methods.registry import register
 
 ESTIMATE_ITERS = 20
 # Parametrised layers are (nearly) orthogonal or rescaled to norm <= 1: every unit vector already gives a
@@ -72,3 +73,6 @@ class SOCMethod(_Parametrized):
     order = 70
     summary = "SOC layers' orthogonal parametrisation (lipconvnet-N; Singla & Feizi 2021)"
     bench_model = "forward"  # one eval-mode forward of every SOC / SOC-TT layer
+
+register(AOLMethod)
+register(SOCMethod)

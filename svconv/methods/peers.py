@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from svconv.layers.peers import PEERS, peer_problem
 from svconv.methods.parametrized import _Parametrized
+from svconv.methods.registry import register
 
 
 class _Peer(_Parametrized):
@@ -47,3 +48,9 @@ class CayleyMethod(_Peer):
 class BjorckMethod(_Peer):
     name = "bjorck"
     summary = f"{PEERS['bjorck'].summary} (lipconvnet-N)"
+
+register(AOCMethod)
+register(BCOPMethod)
+register(SLLMethod)
+register(CayleyMethod)
+register(BjorckMethod)

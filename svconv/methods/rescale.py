@@ -31,6 +31,7 @@ from torch import nn
 from svconv.control import ControlResult
 from svconv.control.layer import controlled_part, conv_grid, exact_norm, full_kernel, layer_kind, relative_change, spatial_size
 from svconv.methods.base import Layer, SVMethod
+from svconv.methods.registry import register
 from svconv.options import TargetOptions
 from svconv.methods.flops import prod as _prod
 from svconv.spectrum._checks import check_count, check_positive
@@ -150,3 +151,5 @@ class SpectralRescale(SVMethod):
             nu, nv = m.frame_norms()
             return nu * nv * rescale_bound(m.core, layer.spatial, self.n_iter)
         return rescale_bound(m, layer.spatial, self.n_iter)
+
+register(SpectralRescale)
