@@ -101,7 +101,7 @@ def find_layers(model: nn.Module, input_shape: Sequence[int]) -> list[Layer]:
     return layers
 
 
-def conv_geometry(conv: nn.Module, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def grid_and_stride(conv: nn.Module, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``(grid, stride)``: the periodic grid on which a conv's exact spectrum is computed, and its stride
     (``svconv.spectrum.conv_geometry``: the grid's spectral norm times ``padding_norm`` bounds the layer's)."""
     geom = _geometry(conv, spatial)
@@ -114,7 +114,7 @@ def is_periodic(conv: nn.Module, spatial: Sequence[int]) -> bool:
 
 
 def padding_norm(conv: nn.Module, spatial: Sequence[int]) -> float:
-    """Spectral norm of the map from the input to the grid of ``conv_geometry`` (``ConvGeometry.padding_norm``)."""
+    """Spectral norm of the map from the input to the grid of ``grid_and_stride`` (``ConvGeometry.padding_norm``)."""
     return _geometry(conv, spatial).padding_norm
 
 

@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 
 import svconv.methods.flops as F
-from svconv.methods.base import conv_geometry
+from svconv.methods.base import grid_and_stride
 from svconv.methods.registry import Estimator, register
 
 
@@ -43,8 +43,8 @@ class Exact(Estimator):
 
         if _tt(module):
             module.orthogonalize_()
-            return module.singular_values(conv_geometry(module.core, input_shape[1:])[0])
-        return conv_singular_values(module.weight.detach(), *conv_geometry(module, input_shape[1:]))
+            return module.singular_values(grid_and_stride(module.core, input_shape[1:])[0])
+        return conv_singular_values(module.weight.detach(), *grid_and_stride(module, input_shape[1:]))
 
 
 def periodic_only(name: str, padding: str) -> str | None:
