@@ -87,12 +87,12 @@ def torch_singular_values(
 
 def _kernel_and_geometry(module: torch.nn.Module, input_shape: Sequence[int]):
     """The kernel the exact routines see (a TT layer's orthogonalised core) and its ``(grid, stride)``."""
-    from svconv.methods.base import conv_geometry
+    from svconv.methods.base import grid_and_stride
 
     if hasattr(module, "core"):
         module.orthogonalize_()
         module = module.core
-    return module.weight.detach(), conv_geometry(module, input_shape[1:])
+    return module.weight.detach(), grid_and_stride(module, input_shape[1:])
 
 
 @register

@@ -175,9 +175,9 @@ class Case:
         return self.module.core if self.tt else self.module
 
     def geometry(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        from svconv.methods.base import conv_geometry
+        from svconv.methods.base import grid_and_stride
 
-        return conv_geometry(self.conv, self.spatial)
+        return grid_and_stride(self.conv, self.spatial)
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed)
@@ -387,13 +387,13 @@ def _layer_dims(layer) -> tuple[int, int, tuple[int, ...], tuple[int, int] | Non
 
 def _model_flops(method: str, layers, iters: int | None, spent: Mapping[str, int] | None = None) -> tuple[float | None, float | None]:
     """``(flops of this model's pass, flops of the same pass with every TT layer replaced by its plain conv)``."""
-    from svconv.methods.base import conv_geometry
+    from svconv.methods.base import grid_and_stride
 
     total, plain = 0.0, 0.0
     for layer in layers:
         c_out, c_in, k, ranks = _layer_dims(layer)
         conv = layer.module.core if layer.kind == "tt" else layer.module
-        grid, stride = conv_geometry(conv, layer.spatial)
+        grid, stride = grid_and_stride(conv, layer.spatial)
         it = entry(method).fixed_iters or (spent or {}).get(layer.name, iters)  # passes spent, where known
         f = theory.method_flops(method, c_out, c_in, k, grid, stride, iters=it, ranks=ranks)
         p = theory.method_flops(method, c_out, c_in, k, grid, stride, iters=it)

@@ -86,17 +86,17 @@ class TrialConfig:
         from svconv.data import check_dataset
         from svconv.methods import METHODS, check_compatible, check_method
         from svconv.methods.base import check_kind_targets
-        from svconv.methods.fastclip import check_fastclip_options
+        from svconv.options import check_unused
         from svconv.models import check_arch
 
         check_field_types(self)
         check_arch(self.arch)
         check_method(self.method)
+        check_unused(self.method, METHODS[self.method].options, self.to_dict())
         check_kind_targets(self.method, METHODS[self.method].kind_targets, clip_to_linear=self.clip_to_linear,
                            clip_to_bn=self.clip_to_bn)  # fmt: skip
         check_dataset(self.dataset)
         check_compatible(self.method, self.arch, self.rank)
-        check_fastclip_options(self.method, self.clip_k, self.bn_concat)
         _check_rank_compresses(self.arch, self.rank)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
@@ -107,7 +107,7 @@ class TrialConfig:
         from svconv.metrics.autoattack import parse_aa_radii
 
         parse_aa_radii(self.aa_radii)
-        for name in ("clip_every", "clip_iters", "power_iters", "epochs", "batch_size"):
+        for name in ("clip_every", "clip_iters", "power_iters", "clip_k", "epochs", "batch_size"):
             _positive_int(name, getattr(self, name))
         for name in ("rank", "n_train", "n_test", "fail_at_epoch"):
             if getattr(self, name) is not None:
@@ -141,9 +141,22 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def method_options(self) -> Any:
+        """The options the method trains with: its ``options`` dataclass (``svconv.options``), defaults
+        resolved (a per-kind target of None is ``clip_to``)."""
+        from svconv.methods import METHODS
+        from svconv.options import effective_options
+
+        return effective_options(METHODS[self.method].options, self.to_dict())
+
     def trial_id(self, sweep: str | None = None) -> str:
-        """Deterministic id: hash of the sweep name and every field that defines the experiment."""
-        ident = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("id", True)}
+        """Deterministic id: hash of the sweep name, the common fields that define the experiment and the
+        method's effective options (:meth:`method_options`), so an option the method does not use cannot
+        change it."""
+        from svconv.options import option_fields
+
+        ident = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("id", True) and f.name not in option_fields()}
+        ident.update(dataclasses.asdict(self.method_options()))
         ident["sweep"] = sweep
         from svconv.results.store import config_id  # pandas/pyarrow: not at import, so `svconv --help` stays fast
 

@@ -17,6 +17,7 @@ import typing
 from typing import Any, Callable
 
 from svconv.config import TrialConfig
+from svconv.options import option_help
 
 DESCRIPTION = (
     "Train one model with one way of controlling singular values, measure it (accuracy, ECE, certified "
@@ -25,20 +26,12 @@ DESCRIPTION = (
     "2: bad options."
 )
 
-#: Help of each TrialConfig field; a test checks that every field has one.
+#: Help of each TrialConfig field (the methods' options: from their dataclasses); a test checks that every field has one.
 FIELD_HELP: dict[str, str] = {
     "arch": "architecture: small-cnn, lipconvnet-N, wrn-D-W, vgg19, resnet18, aol-small|medium|large|fc|std|conv",
     "dataset": "dataset: mnist5k, cifar10, cifar100, synthetic",
     "method": "singular-value control, from the registry of svconv.methods: %(methods)s",
     "rank": "TT rank of the convs; none: full convs",
-    "clip_to": "target spectral norm of every controlled layer",
-    "clip_to_linear": "division: target of the linear layers; none: --clip-to",
-    "clip_to_bn": "division: target Lipschitz constant of the batch norms; none: --clip-to",
-    "clip_every": "run the control step every this many optimiser steps",
-    "clip_iters": "projection steps per control step (fastclip); plain clip passes when --clip-tol is 0 (clip)",
-    "clip_tol": "clip: each control step clips until the true norm is within this relative tolerance of "
-    "--clip-to (svconv.spectrum.clip_to_target, the clip level carried over between steps); 0: --clip-iters plain passes",
-    "power_iters": "warm power iterations per control step (division, fastclip)",
     "lam": "coefficient of the orthogonality loss of the TT layers",
     "loss": "training loss: ce (cross-entropy), aol-offset (AOL's offset cross-entropy, Prach & Lampert 2022)",
     "loss_offset": "aol-offset: margin subtracted from the true class's score; none: sqrt(2)",
@@ -62,10 +55,9 @@ FIELD_HELP: dict[str, str] = {
     "aa_radii": "AutoAttack L2 radii in [0, 1] pixel units, comma-separated from 0.25 (Senderovich et al.'s AA: "
     "eps 0.5 on inputs normalised by std 0.5), 36/255, 0.5",
     "emp_lip_n": "test images for the empirical Lipschitz ratios; 0 skips them",
-    "bn_concat": "fastclip: control each conv together with the batch norm after it (FastClip-concat)",
-    "clip_k": "fastclip: the top-k singular values clipped by each projection step (PowerQR's block size)",
     "fail_at_epoch": "testing: raise at the start of this epoch (the trial is recorded as failed)",
     "data_root": "folder of the CIFAR / CIFAR-10-C / CIFAR-100-C files (never downloaded)",
+    **{name: text.replace("%", "%%") for name, text in option_help().items()},  # the methods' options
 }
 
 #: Trial columns printed in the summary, with their format.

@@ -14,7 +14,7 @@ import random
 import resource
 import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -204,18 +204,7 @@ def _set_up(config: TrialConfig, device: torch.device) -> _Run:
     model = build_model(
         config.arch, bundle.num_classes, input_shape, bundle.mean, bundle.std, rank=config.rank, layers=model_layers(config.method)
     ).to(device)
-    method = get_method(
-        config.method,
-        clip_to=config.clip_to,
-        clip_every=config.clip_every,
-        clip_iters=config.clip_iters,
-        power_iters=config.power_iters,
-        bn_concat=config.bn_concat,
-        clip_k=config.clip_k,
-        clip_tol=config.clip_tol,
-        clip_to_linear=config.clip_to_linear,
-        clip_to_bn=config.clip_to_bn,
-    )
+    method = get_method(config.method, **asdict(config.method_options()))
     method.attach(model, input_shape)
     optimizer = build_optimizer(model, config.optimizer, config.lr, config.momentum, config.weight_decay)
     return _Run(

@@ -53,7 +53,7 @@ def test_bad_values_name_the_field_and_what_it_takes(field, value, allowed):
 
 
 def test_values_of_the_right_type_pass():
-    c = TrialConfig(amp=False, augment=False, bn_concat=True, data_root="/data", rank=None, lr=1, clip_to=2.5)
+    c = TrialConfig(method="fastclip", amp=False, augment=False, bn_concat=True, data_root="/data", rank=None, lr=1, clip_to=2.5)
     assert c.amp is False and c.bn_concat is True and c.lr == 1
 
 
@@ -111,3 +111,39 @@ def test_aa_radii_names_the_radii_it_takes(value):
     with pytest.raises(ValueError, match=r"^aa_radii must be distinct comma-separated radii from 0.25, 36/255, 0.5 \(pixel units\)"):
         TrialConfig(aa_radii=value)
     assert TrialConfig(aa_radii=" 0.25, 36/255,0.5").aa_radii == " 0.25, 36/255,0.5"
+@pytest.mark.parametrize(
+    "method,option,value",
+    [("division", "clip_tol", 0.05), ("none", "clip_to", 2.0), ("clip", "power_iters", 3), ("soc", "clip_every", 10),
+     ("fastclip-clipbn", "bn_concat", True), ("gram", "clip_k", 2)],
+)
+def test_an_option_the_method_does_not_use_is_refused_with_what_it_takes(method, option, value):
+    from svconv.methods import METHODS
+    from svconv.options import option_names
+
+    with pytest.raises(ValueError) as exc:
+        TrialConfig(method=method, arch="lipconvnet-5" if method == "soc" else "small-cnn", **{option: value})
+    msg = str(exc.value)
+    takes = ", ".join(option_names(METHODS[method].options)) or "no option"
+    assert msg.startswith(f"{option}: not used by method {method!r}") and msg.endswith(f"takes {takes}"), msg
+
+
+def test_the_trial_id_hashes_the_effective_options_only():
+    """An option the method does not use, left at its default, and a per-kind target equal to clip_to do not
+    change the id; an option the method uses does."""
+    base = TrialConfig(method="division", clip_to=2.0)
+    assert TrialConfig(method="division", clip_to=2.0, clip_to_linear=2.0, clip_to_bn=2.0).trial_id() == base.trial_id()
+    assert TrialConfig(method="division", clip_to=2.0, clip_tol=0.01, clip_k=1).trial_id() == base.trial_id()
+    assert TrialConfig(method="division", clip_to=2.0, power_iters=2).trial_id() != base.trial_id()
+    assert TrialConfig(method="clip", clip_tol=0.05).trial_id() != TrialConfig(method="clip").trial_id()
+    assert base.method_options().clip_to_bn == 2.0 and not hasattr(base.method_options(), "clip_tol")
+
+
+def test_every_method_option_is_a_trials_column_and_a_cli_option_with_help():
+    from svconv.options import option_fields
+    from svconv.results.schema import CONFIG_FIELDS
+    from svconv.train_cli import FIELD_HELP
+
+    columns = {name for name, _ in CONFIG_FIELDS}
+    for name, f in option_fields().items():
+        assert name in columns and name in TrialConfig.field_names(), name
+        assert FIELD_HELP[name] == f.metadata["help"].replace("%", "%%")

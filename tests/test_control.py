@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from svconv.control import ControlResult, clip_, divide_, exact_norm, fastclip_, gram_rescale_, layer_kind
+from svconv.control import ControlResult, clip_, divide_, exact_norm, fastclip_, gram_rescale_, controlled_kind
 from svconv.spectrum import dense_operator
 
 
@@ -111,7 +111,7 @@ def test_gram_rescale_is_an_honest_bound(padding_mode):
 
 def test_bad_layers_and_targets_are_refused_by_name():
     with pytest.raises(ValueError, match="module must be an nn.Conv2d"):
-        layer_kind(nn.BatchNorm2d(3))
+        controlled_kind(nn.BatchNorm2d(3))
     with pytest.raises(ValueError, match="max_sv"):
         clip_(conv(), 0.0, 8)
     with pytest.raises(ValueError, match="input_size"):

@@ -8,7 +8,7 @@ from torch import nn
 
 from svconv.methods import METHODS, check_compatible, check_method, get_method
 from svconv.layers import ConvBN, bn_lipschitz
-from svconv.methods.base import conv_geometry
+from svconv.methods.base import grid_and_stride
 from svconv.models import build_model
 from svconv.spectrum import conv_spectral_norm, dense_operator
 
@@ -61,9 +61,9 @@ def test_registry_names_and_errors():
 @pytest.mark.parametrize(
     "method, arch, rank, match",
     [
-        ("aol", "wrn-16-10", None, "needs an AOL architecture"),
+        ("aol", "wrn-16-10", None, "needs an architecture of family aol"),
         ("clip", "aol-small", None, "needs method 'aol'"),
-        ("soc", "vgg19", None, "needs a LipConvNet"),
+        ("soc", "vgg19", None, "needs an architecture of family lipconvnet"),
         ("division", "lipconvnet-5", 16, "needs method 'soc'"),
         ("aol", "aol-fc", 8, "no TT variant"),
         ("clip", "small-cnn", 0, "rank must be"),
@@ -100,7 +100,7 @@ def test_clip_brings_every_exact_norm_to_target():
     model = small()
     method = get_method("clip", clip_to=1.0, clip_iters=30)
     method.attach(model, (1, 12, 12))
-    before = {layer.name: float(conv_spectral_norm(layer.module.weight.detach(), *conv_geometry(layer.module, layer.spatial)))
+    before = {layer.name: float(conv_spectral_norm(layer.module.weight.detach(), *grid_and_stride(layer.module, layer.spatial)))
               for layer in method.layers if layer.kind == "conv"}
     assert min(before.values()) > 1.5
     method.step(model, 0)
@@ -108,7 +108,7 @@ def test_clip_brings_every_exact_norm_to_target():
     for layer in method.layers:
         m = layer.module
         if layer.kind == "conv":
-            exact = float(conv_spectral_norm(m.weight.detach(), *conv_geometry(m, layer.spatial)))
+            exact = float(conv_spectral_norm(m.weight.detach(), *grid_and_stride(m, layer.spatial)))
             assert exact <= 1.01, (layer.name, exact)
             assert est[layer.name] == pytest.approx(exact, rel=1e-6)
             if m.padding_mode == "circular":  # periodic layer: the exact norm is the layer's own
@@ -128,7 +128,7 @@ def test_clip_tt_layers_through_the_core():
     method.step(model, 0)
     for layer in tts:
         # The full operator (frames included) of the periodic layer: exact after orthogonalisation.
-        full = float(conv_spectral_norm(layer.module.full_weight().detach(), *conv_geometry(layer.module.core, layer.spatial)))
+        full = float(conv_spectral_norm(layer.module.full_weight().detach(), *grid_and_stride(layer.module.core, layer.spatial)))
         assert full <= 1.01
         assert method.estimate(model)[layer.name] == pytest.approx(full, rel=1e-4)
 

@@ -29,9 +29,9 @@ def test_every_peer_is_a_registered_training_method_of_lipconvnet():
 @pytest.mark.parametrize(
     "method,arch,rank,match",
     [
-        ("aoc", "small-cnn", None, "'aoc' needs a LipConvNet"),
-        ("bjorck", "wrn-16-10", None, "'bjorck' needs a LipConvNet"),
-        ("clip", "lipconvnet-5", None, "needs method 'soc' \\(or a peer's layers: aoc, bcop, sll, cayley, bjorck\\)"),
+        ("aoc", "small-cnn", None, "'aoc' needs an architecture of family lipconvnet"),
+        ("bjorck", "wrn-16-10", None, "'bjorck' needs an architecture of family lipconvnet"),
+        ("clip", "lipconvnet-5", None, "needs method 'soc' or 'aoc' or 'bcop' or 'sll' or 'cayley' or 'bjorck'"),
         ("sll", "lipconvnet-10", 16, "'sll' has no TT variant"),
     ],
 )

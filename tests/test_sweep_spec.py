@@ -261,3 +261,11 @@ def test_status_takes_a_name_as_run_does(tmp_path, capsys):
             assert svconv_main(["sweep", action, bad, "--storage", str(storage)]) == 2, (action, bad)
             err = capsys.readouterr().err
             assert "sweep NAME must be letters, digits" in err and repr(bad) in err, err
+
+
+def test_a_spec_option_the_method_does_not_use_is_refused_at_its_line():
+    text = "name: s\nfixed:\n  arch: small-cnn\n  dataset: synthetic\n  method: division\n  clip_tol: 0.05\ngrid:\n  seed: [0]\n"
+    with pytest.raises(SpecError) as exc:
+        parse_spec(text, source="t.yaml")
+    msg = str(exc.value)
+    assert msg.startswith("t.yaml:6:") and "clip_tol: not used by method 'division'" in msg and "takes clip_to," in msg, msg

@@ -52,6 +52,13 @@ def test_unknown_names_exit_2_with_the_known_list(tmp_path, capsys, option, valu
     assert not (tmp_path / "trials").exists()
 
 
+def test_an_option_the_method_does_not_use_exits_2_with_what_it_takes(tmp_path, capsys):
+    assert main(["train", "--results", str(tmp_path), "--method", "division", "--clip-tol", "0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "clip_tol: not used by method 'division'" in err and "takes clip_to, clip_every, clip_to_linear" in err, err
+    assert not (tmp_path / "trials").exists()
+
+
 def test_bad_value_types_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--results", "r", "--epochs", "two"])

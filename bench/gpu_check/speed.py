@@ -204,7 +204,7 @@ def layer_items(rec: Recorder, timer: Timer, shape: tuple[int, int, int, int], t
 
 def build_model(arch: str, input_shape: tuple[int, int, int], rank: int | None, dev: torch.device) -> tuple[nn.Module, list]:
     """The model (weights from seed 0, built on the CPU, float32 on ``dev``) and its conv/TT layers with geometry."""
-    from svconv.methods.base import conv_geometry, find_layers
+    from svconv.methods.base import find_layers, grid_and_stride
     from svconv.models import build_model as build
 
     c = input_shape[0]
@@ -216,7 +216,7 @@ def build_model(arch: str, input_shape: tuple[int, int, int], rank: int | None, 
     for layer in find_layers(model, input_shape):
         if layer.kind in ("conv", "tt"):
             conv = layer.module.core if layer.kind == "tt" else layer.module
-            layers.append((layer, *conv_geometry(conv, layer.spatial)))
+            layers.append((layer, *grid_and_stride(conv, layer.spatial)))
     return model, layers
 
 

@@ -15,7 +15,7 @@ from svconv.control.clip import clip_
 from svconv.control.divide import divide_, divide_bn_
 from svconv.control.fastclip import clip_bn_, fastclip_, project_top_k_
 from svconv.control.gram import gram_bound, gram_rescale_
-from svconv.control.layer import exact_norm, layer_kind
+from svconv.control.layer import controlled_kind, exact_norm
 from svconv.control.result import ControlResult
 
 __all__ = [
@@ -28,6 +28,6 @@ __all__ = [
     "fastclip_",
     "gram_bound",
     "gram_rescale_",
-    "layer_kind",
+    "controlled_kind",
     "project_top_k_",
 ]

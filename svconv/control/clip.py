@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from svconv.control.layer import check_plain, conv_grid, exact_norm, full_kernel, layer_kind, relative_change, spatial_size
+from svconv.control.layer import check_plain, conv_grid, exact_norm, full_kernel, controlled_kind, relative_change, spatial_size
 from svconv.control.result import ControlResult
 from svconv.spectrum._checks import check_positive
 
@@ -44,7 +44,7 @@ def clip_(
     max_sv = check_positive(max_sv, "max_sv")
     if not tol >= 0:
         raise ValueError(f"tol must be a number >= 0; got {tol!r}")
-    kind = layer_kind(module)
+    kind = controlled_kind(module)
     before = full_kernel(module).clone()
     if kind == "linear":
         U, S, Vh = torch.linalg.svd(module.weight, full_matrices=False)

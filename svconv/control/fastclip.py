@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from svconv.control.divide import layer_input_shape
-from svconv.control.layer import exact_norm, full_kernel, layer_kind, relative_change
+from svconv.control.layer import exact_norm, full_kernel, controlled_kind, relative_change
 from svconv.control.result import ControlResult
 from svconv.spectrum._checks import check_count, check_positive
 from svconv.spectrum.power_qr import SingularTriples, power_qr_triples
@@ -114,7 +114,7 @@ def fastclip_(
     max_sv = check_positive(max_sv, "max_sv")
     check_count(k, "k")
     state = {} if state is None else state
-    kind = layer_kind(module)
+    kind = controlled_kind(module)
     if kind == "tt":
         module.orthogonalize_()
     before = full_kernel(module).clone()

@@ -19,7 +19,7 @@ from svconv.spectrum._checks import as_tuple
 CONTROLLED = (LayerKind.CONV, LayerKind.TT, LayerKind.LINEAR)
 
 
-def layer_kind(module: nn.Module) -> LayerKind:
+def controlled_kind(module: nn.Module) -> LayerKind:
     """``conv`` (2-D / 3-D), ``tt`` or ``linear``, from :func:`svconv.kinds.layer_kind`; ValueError naming the
     allowed types otherwise (an AOL-parametrised conv is ``aol``: its weight is computed, not edited)."""
     kind = declared_kind(module)
@@ -42,7 +42,7 @@ def spatial_size(module: nn.Module, input_size: int | Sequence[int] | None) -> t
 
 def full_kernel(module: nn.Module) -> torch.Tensor:
     """The kernel the layer applies: the weight, or a TT layer's ``full_weight()`` (detached)."""
-    return (module.full_weight() if layer_kind(module) == "tt" else module.weight).detach()
+    return (module.full_weight() if controlled_kind(module) == "tt" else module.weight).detach()
 
 
 def relative_change(before: torch.Tensor, module: nn.Module) -> float:
@@ -54,7 +54,7 @@ def relative_change(before: torch.Tensor, module: nn.Module) -> float:
 def controlled_part(module: nn.Module) -> tuple[nn.Module, str]:
     """``(module whose weight a control step edits, its kind)``: a TT layer's core after orthogonalising the
     frames (then the core's norm is the layer's), otherwise the layer itself."""
-    kind = layer_kind(module)
+    kind = controlled_kind(module)
     if kind == "tt":
         module.orthogonalize_()
         return module.core, "conv"
@@ -71,7 +71,7 @@ def exact_norm(module: nn.Module, input_size: int | Sequence[int] | None) -> flo
     """
     from svconv.spectrum import conv_spectral_norm
 
-    kind = layer_kind(module)
+    kind = controlled_kind(module)
     if kind == "linear":
         return float(torch.linalg.matrix_norm(module.weight.detach(), ord=2))
     conv = module.core if kind == "tt" else module

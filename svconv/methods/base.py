@@ -21,7 +21,8 @@ from svconv.control.layer import check_plain
 from svconv.control.result import ControlResult
 from svconv.kinds import LayerKind, layer_kind
 from svconv.spectrum.conv_geometry import conv_geometry as _geometry
-from svconv.methods.registry import Registered
+from svconv.options import NoOptions
+from svconv.methods.registry import Registered, training_methods
 from svconv.models.shapes import input_shapes
 
 #: ``svconv.kinds`` kind -> the ``Layer.kind`` a method sees; kinds absent here are not methods' layers.
@@ -100,7 +101,7 @@ def find_layers(model: nn.Module, input_shape: Sequence[int]) -> list[Layer]:
     return layers
 
 
-def conv_geometry(conv: nn.Module, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def grid_and_stride(conv: nn.Module, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``(grid, stride)``: the periodic grid on which a conv's exact spectrum is computed, and its stride
     (``svconv.spectrum.conv_geometry``: the grid's spectral norm times ``padding_norm`` bounds the layer's)."""
     geom = _geometry(conv, spatial)
@@ -113,7 +114,7 @@ def is_periodic(conv: nn.Module, spatial: Sequence[int]) -> bool:
 
 
 def padding_norm(conv: nn.Module, spatial: Sequence[int]) -> float:
-    """Spectral norm of the map from the input to the grid of ``conv_geometry`` (``ConvGeometry.padding_norm``)."""
+    """Spectral norm of the map from the input to the grid of ``grid_and_stride`` (``ConvGeometry.padding_norm``)."""
     return _geometry(conv, spatial).padding_norm
 
 
@@ -140,8 +141,6 @@ def check_kind_targets(method: str, kind_targets: Sequence[str], **targets: floa
             raise ValueError(f"{option} must be None (same as clip_to) or a positive number; got {value!r}")
         kind = KIND_TARGET_OPTIONS[option]
         if kind not in kind_targets:
-            from svconv.methods.registry import training_methods
-
             users = [n for n, c in training_methods().items() if kind in getattr(c, "kind_targets", ())]
             raise ValueError(
                 f"{option} applies to method(s) {', '.join(users)} (their own target for {kind} layers); "
@@ -152,8 +151,7 @@ def check_kind_targets(method: str, kind_targets: Sequence[str], **targets: floa
 class SVMethod(Registered):
     """Base class of every SV-control method (see the module docstring for the protocol).
 
-    A subclass with a ``name`` in a module of ``svconv.methods`` is registered by that alone
-    (``svconv.methods.registry``); its ``control`` runs a ``svconv.control`` function over
+    A subclass is registered by ``register(Cls)`` in its module (``svconv.methods.registry``); its ``control`` runs a ``svconv.control`` function over
     ``self.layers`` and keeps what each achieved in ``self.results``.
 
     Args:
@@ -171,6 +169,21 @@ class SVMethod(Registered):
 
     #: layer kinds to which this method gives their own target (``clip_to_linear``, ``clip_to_bn``)
     kind_targets: tuple[str, ...] = ()
+    trains = True
+    #: the dataclass of the options this method takes (``svconv.options``); others are refused
+    options: type = NoOptions
+    #: the model families (``svconv.models`` ``ModelEntry.family``) built from this method's layers, with which
+    #: alone it goes; None: every family that no method's layers build (:func:`svconv.methods.check_compatible`)
+    families: tuple[str, ...] | None = None
+    #: whether the method trains TT layers (takes a rank)
+    tt = True
+    #: whether ``build_model`` builds the model from this method's own layers (``layers=name``: the peers')
+    builds_layers = False
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why the method cannot run here (a library that does not import, with the line to install it), or None."""
+        return None
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 strided: Senderovich et al. 2022 Sec. 5.2; the search on the clip level: ``svconv.spectrum.clip_to_target``).
 
 A control step runs ``svconv.control.clip_`` on every conv, TT and linear layer: convs on the periodic
-operator of the layer's grid and stride (``conv_geometry``), until the true norm is within ``clip_tol``
+operator of the layer's grid and stride (``grid_and_stride``), until the true norm is within ``clip_tol``
 of the target, starting from the clip level the layer's previous control step ended with; TT layers
 through the orthogonalised core (Theorem 3.2); linear layers by their SVD. ``clip_tol=0``:
 ``clip_iters`` plain clip-then-restrict passes instead.
@@ -16,8 +16,10 @@ from typing import Sequence
 import torch
 
 from svconv.control import clip_
-from svconv.methods import flops as F
-from svconv.methods.base import Layer, SVMethod, check_plain_conv, conv_geometry
+import svconv.methods.flops as F
+from svconv.methods.base import Layer, SVMethod, check_plain_conv, grid_and_stride
+from svconv.methods.registry import register
+from svconv.options import ClipOptions
 from svconv.spectrum import conv_spectral_norm
 
 #: passes a control step may spend to reach the tolerance (``clip_to_target``'s default)
@@ -33,6 +35,7 @@ class ExactClip(SVMethod):
     """
 
     name = "clip"
+    options = ClipOptions
     order = 10
     max_passes = MAX_PASSES  # per layer and control step, when clip_tol > 0
     summary = "exact clipping to within --clip-tol of the target (Sedghi et al. 2019)"
@@ -72,11 +75,13 @@ class ExactClip(SVMethod):
     def layer_norm(self, layer: Layer) -> float:
         m = layer.module
         if layer.kind == "conv":
-            grid, stride = conv_geometry(m, layer.spatial)
+            grid, stride = grid_and_stride(m, layer.spatial)
             return float(conv_spectral_norm(m.weight, grid, stride))
         if layer.kind == "tt":
             tt = copy.deepcopy(m)  # the estimate must not re-parametrise the trained layer
             tt.orthogonalize_()
-            grid, _ = conv_geometry(tt.core, layer.spatial)
+            grid, _ = grid_and_stride(tt.core, layer.spatial)
             return float(tt.spectral_norm(grid))
         return float(torch.linalg.matrix_norm(m.weight, ord=2))
+
+register(ExactClip)

@@ -14,8 +14,10 @@ from typing import Sequence
 
 from svconv.control import divide_, divide_bn_
 from svconv.layers import bn_lipschitz
-from svconv.methods import flops as F
+import svconv.methods.flops as F
 from svconv.methods.base import Layer, SVMethod, _eval_mode
+from svconv.methods.registry import register
+from svconv.options import DivisionOptions
 
 
 class Division(SVMethod):
@@ -31,6 +33,7 @@ class Division(SVMethod):
     """
 
     name = "division"
+    options = DivisionOptions
     order = 20
     summary = "power iteration, then W / max(1, sigma/c) (Gouk et al. 2021); batch norm too"
     default_iters = 1
@@ -89,3 +92,5 @@ class Division(SVMethod):
             nu, nv = m.frame_norms()
             sigma *= nu * nv
         return sigma
+
+register(Division)

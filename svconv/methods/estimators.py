@@ -9,9 +9,9 @@ from typing import Sequence
 
 import torch
 
-from svconv.methods import flops as F
-from svconv.methods.base import conv_geometry
-from svconv.methods.registry import Estimator
+import svconv.methods.flops as F
+from svconv.methods.base import grid_and_stride
+from svconv.methods.registry import Estimator, register
 
 
 def _tt(module) -> bool:
@@ -43,8 +43,8 @@ class Exact(Estimator):
 
         if _tt(module):
             module.orthogonalize_()
-            return module.singular_values(conv_geometry(module.core, input_shape[1:])[0])
-        return conv_singular_values(module.weight.detach(), *conv_geometry(module, input_shape[1:]))
+            return module.singular_values(grid_and_stride(module.core, input_shape[1:])[0])
+        return conv_singular_values(module.weight.detach(), *grid_and_stride(module, input_shape[1:]))
 
 
 def periodic_only(name: str, padding: str) -> str | None:
@@ -93,3 +93,7 @@ class PowerQR(Estimator):
         from svconv.spectrum import power_qr
 
         return power_qr(module, input_shape, k=k, n_iter=iters, generator=generator)
+
+register(Exact)
+register(Power)
+register(PowerQR)

@@ -24,26 +24,9 @@ from torch import nn
 from svconv.control import clip_bn_, fastclip_
 from svconv.layers import ConvBN, bn_lipschitz
 from svconv.methods.base import Layer, SVMethod, _eval_mode
+from svconv.methods.registry import register
+from svconv.options import FastClipOptions, FastClipBNOptions
 from svconv.spectrum._checks import check_count
-
-
-def check_fastclip_options(method: str, clip_k: int = 1, bn_concat: bool = False) -> int:
-    """Validate FastClip's options for ``method``; returns ``clip_k``.
-
-    ``clip_k``: an int >= 1, and 1 unless the method clips the top-k (``takes_clip_k``). ``bn_concat`` with
-    ``fastclip-clipbn`` is refused: that variant clips batch norm on its own.
-    """
-    from svconv.methods.registry import entry, training_methods
-
-    check_count(clip_k, "clip_k")
-    if clip_k != 1 and not entry(method).takes_clip_k:
-        users = [n for n, c in training_methods().items() if c.takes_clip_k]
-        raise ValueError(f"clip_k applies to method(s) {', '.join(users)} (the top-k singular values they clip); "
-                         f"leave it 1 for method {method!r}; got {clip_k}")  # fmt: skip
-    if bn_concat and method == FastClipClipBN.name:
-        raise ValueError(f"bn_concat must be False for method {method!r} (it clips batch norm on its own); "
-                         "use method 'fastclip' with bn_concat for FastClip-concat")  # fmt: skip
-    return clip_k
 
 
 class FastClip(SVMethod):
@@ -54,13 +37,13 @@ class FastClip(SVMethod):
     """
 
     name = "fastclip"
+    options = FastClipOptions
     order = 30
     summary = "projection steps on the weight from PowerQR's top-k singular triples (Boroojeny et al. 2024)"
     default_iters = 1
     bench_layer = "control"
     bench_model = "control"
     orthogonalises = True
-    takes_clip_k = True
 
     def __init__(self, *args, clip_k: int = 1, **kwargs):
         super().__init__(*args, **kwargs)
@@ -119,14 +102,11 @@ class FastClipClipBN(FastClip):
     """FastClip on the conv/TT/linear layers, and every batch norm's per-channel scale clipped to ``clip_to``."""
 
     name = "fastclip-clipbn"
+    options = FastClipBNOptions  # it clips batch norm on its own: no bn_concat
     order = 31
     summary = "fastclip, and batch norm clipped per channel to the target (FastClip-clip BN, Boroojeny et al. 2024)"
     bench_layer = None  # one layer has no batch norm: its rows would be fastclip's
     bench_model = "control"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        check_fastclip_options(self.name, self.clip_k, self.bn_concat)
 
     def handles(self, layer: Layer) -> bool:
         return layer.kind in ("conv", "tt", "linear") or (layer.kind == "bn" and _affine(layer.module))
@@ -137,3 +117,6 @@ def _affine(bn: nn.Module) -> bool:
 
 
 __all__ = ["FastClip", "FastClipClipBN", "check_fastclip_options"]
+
+register(FastClip)
+register(FastClipClipBN)

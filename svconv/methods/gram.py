@@ -11,14 +11,17 @@ from __future__ import annotations
 from typing import Sequence
 
 from svconv.control.gram import GRAM_ITERS, gram_bound, gram_rescale_
-from svconv.methods import flops as F
+import svconv.methods.flops as F
 from svconv.methods.base import Layer, SVMethod, check_plain_conv
+from svconv.methods.registry import register
+from svconv.options import TargetOptions
 
 
 class GramRescale(SVMethod):
     """Divide each conv/TT-core/linear weight by ``max(1, bound/c)``, the bound from 6 Gram iterations."""
 
     name = "gram"
+    options = TargetOptions
     order = 40
     summary = "rescale by the Gram-iteration upper bound (Delattre et al. 2023)"
     default_iters = GRAM_ITERS
@@ -54,3 +57,5 @@ class GramRescale(SVMethod):
             nu, nv = m.frame_norms()
             return nu * nv * float(gram_bound(m.core, layer.spatial))
         return float(gram_bound(m, layer.spatial))
+
+register(GramRescale)

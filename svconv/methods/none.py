@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from svconv.methods.base import Layer, SVMethod
+from svconv.methods.registry import register
 
 ESTIMATE_ITERS = 20
 
@@ -16,3 +17,5 @@ class NoControl(SVMethod):
 
     def layer_norm(self, layer: Layer) -> float:
         return self.power_norm(layer, layer.module, layer.input_shape, "v_est", max(self.power_iters, ESTIMATE_ITERS))
+
+register(NoControl)

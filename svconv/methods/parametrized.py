@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from svconv.control import ControlResult
-from svconv.methods import flops as F
+import svconv.methods.flops as F
 from svconv.methods.base import Layer, SVMethod
+from svconv.methods.registry import register
 
 ESTIMATE_ITERS = 20
 # Parametrised layers are (nearly) orthogonal or rescaled to norm <= 1: every unit vector already gives a
@@ -34,6 +35,8 @@ class AOLMethod(_Parametrized):
     """Almost-orthogonal Lipschitz layers (Prach & Lampert 2022): no control step."""
 
     name = "aol"
+    families = ("aol",)
+    tt = False  # AOL rescales the full kernel
     order = 60
     summary = "AOL layers' own rescaling (aol-* architectures; Prach & Lampert 2022)"
     bench_layer = "control"
@@ -66,6 +69,10 @@ class SOCMethod(_Parametrized):
     """Skew orthogonal convolutions (Singla & Feizi 2021), SOC-TT with a rank: no control step."""
 
     name = "soc"
+    families = ("lipconvnet",)
     order = 70
     summary = "SOC layers' orthogonal parametrisation (lipconvnet-N; Singla & Feizi 2021)"
     bench_model = "forward"  # one eval-mode forward of every SOC / SOC-TT layer
+
+register(AOLMethod)
+register(SOCMethod)

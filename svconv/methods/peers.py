@@ -8,12 +8,20 @@ not import stays listed and is refused by ``check_compatible`` with the package 
 
 from __future__ import annotations
 
-from svconv.layers.peers import PEERS
+from svconv.layers.peers import PEERS, peer_problem
 from svconv.methods.parametrized import _Parametrized
+from svconv.methods.registry import register
 
 
 class _Peer(_Parametrized):
     order = 75
+    families = ("lipconvnet",)
+    tt = False  # another library's layers
+    builds_layers = True
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        return peer_problem(cls.name)
     bench_model = None  # measured per layer by the ``zoo`` bench suite (bench.zoo)
 
 
@@ -40,3 +48,9 @@ class CayleyMethod(_Peer):
 class BjorckMethod(_Peer):
     name = "bjorck"
     summary = f"{PEERS['bjorck'].summary} (lipconvnet-N)"
+
+register(AOCMethod)
+register(BCOPMethod)
+register(SLLMethod)
+register(CayleyMethod)
+register(BjorckMethod)

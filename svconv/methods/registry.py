@@ -1,17 +1,17 @@
-"""The one registry of SV-control methods and spectral-norm estimators, discovered from their modules.
+"""The one registry of SV-control methods and spectral-norm estimators.
 
-Every class with a ``name`` defined in a module of ``svconv.methods`` that derives from
-:class:`Registered` (an ``SVMethod`` to train with, or an :class:`Estimator` that only ``svconv bench``
-measures) is an entry; it declares what the CLI help, config validation, the bench grid and the FLOP
-counts need, so adding a method is one module (and its test) and nothing else. Tools outside the core
-add their own entries with :func:`register` (``bench.baselines`` does, for its reference formulas).
+Each module of ``svconv.methods`` registers its entries explicitly, ``register(Cls)`` at its end, and
+``svconv/methods/__init__.py`` imports those modules by name: an entry is a :class:`Registered` subclass
+(an ``SVMethod`` to train with, or an :class:`Estimator` that only ``svconv bench`` measures); it declares
+what the CLI help, config validation, the bench grid and the FLOP counts need, so adding a method is one
+module, its line in the package's imports, and its test. Tools outside the core add their own entries with
+:func:`register` (``bench.baselines`` does, for its reference formulas).
 
 What an entry declares (class attributes and class methods):
 
 - ``name``, ``summary`` (one line, for ``svconv train --help``), ``order`` (position in listings);
 - ``default_iters`` (bench ``iters`` when not given; None: the method has no iteration count),
-  ``min_iters``, ``takes_k`` (PowerQR's number of singular values); ``takes_clip_k`` (a training method
-  that clips the top-k singular values: ``TrialConfig.clip_k`` reaches it);
+  ``min_iters``, ``takes_k`` (PowerQR's number of singular values);
 - ``bench_layer``: what a bench row of one layer is: ``exact`` | ``baseline`` | ``bound`` |
   ``estimate`` (``layer_value`` gives the spectral-norm value) or ``control`` (``layer_control`` edits
   the layer in place and returns a ``svconv.control.ControlResult``); None: not measured per layer;
@@ -25,8 +25,6 @@ What an entry declares (class attributes and class methods):
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any, Sequence
 
 import torch
@@ -36,7 +34,6 @@ LAYER_KINDS = ("exact", "baseline", "bound", "estimate", "control")
 MODEL_KINDS = ("exact", "control", "forward")
 
 _ENTRIES: dict[str, type["Registered"]] = {}
-_DISCOVERED: list[bool] = []
 
 
 class Registered:
@@ -49,7 +46,7 @@ class Registered:
     fixed_iters: int | None = None  # iterations a training control step always runs (bench model FLOPs)
     min_iters = 1
     takes_k = False
-    takes_clip_k = False
+    trains = False  # an SVMethod: a way of training (svconv.methods.base sets it)
     bench_layer: str | None = None
     bench_model: str | None = None
     flops_on_grid = False
@@ -97,32 +94,16 @@ def register(cls: type[Registered]) -> type[Registered]:
     return cls
 
 
-def _discover() -> None:
-    """Import every module of ``svconv.methods`` once and register its entries."""
-    if _DISCOVERED:
-        return
-    _DISCOVERED.append(True)
-    import svconv.methods as package
-
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
-        for obj in list(vars(module).values()):
-            if isinstance(obj, type) and issubclass(obj, Registered) and obj.__module__ == module.__name__ and vars(obj).get("name"):
-                register(obj)
-
-
 def entries() -> dict[str, type[Registered]]:
-    """Every entry by name, ordered by ``order`` then discovery."""
-    _discover()
+    """Every entry by name, ordered by ``order`` then registration (``svconv.methods`` registers its modules'
+    entries, in alphabetical module order, when the package is imported)."""
     ranked = sorted(enumerate(_ENTRIES.values()), key=lambda p: (p[1].order, p[0]))
     return {cls.name: cls for _, cls in ranked}
 
 
 def training_methods() -> dict[str, type[Registered]]:
-    """The entries one can train with (``SVMethod`` subclasses), by name."""
-    from svconv.methods.base import SVMethod
-
-    return {n: c for n, c in entries().items() if issubclass(c, SVMethod)}
+    """The entries one can train with (``SVMethod`` subclasses: ``trains``), by name."""
+    return {n: c for n, c in entries().items() if c.trains}
 
 
 def layer_methods() -> dict[str, str]:

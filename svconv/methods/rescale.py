@@ -29,8 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from svconv.control import ControlResult
-from svconv.control.layer import controlled_part, conv_grid, exact_norm, full_kernel, layer_kind, relative_change, spatial_size
+from svconv.control.layer import controlled_part, conv_grid, exact_norm, full_kernel, controlled_kind, relative_change, spatial_size
 from svconv.methods.base import Layer, SVMethod
+from svconv.methods.registry import register
+from svconv.options import TargetOptions
 from svconv.methods.flops import prod as _prod
 from svconv.spectrum._checks import check_count, check_positive
 
@@ -91,7 +93,7 @@ def spectral_rescale_(
     """``W[i] <- W[i] min(1, max_sv / t_i)`` per output channel, in place: the layer's norm is then at most
     ``max_sv`` (TT layers: frames orthogonalised, then the core). ``passes``: 1 when a channel was scaled."""
     max_sv = check_positive(max_sv, "max_sv")
-    layer_kind(module)
+    controlled_kind(module)
     before = full_kernel(module).clone()
     target, pad_norm = _operator(module, input_size)
     t = rescaling_factors(target.weight, n_iter) * pad_norm
@@ -105,6 +107,7 @@ class SpectralRescale(SVMethod):
     """Rescale every conv/TT-core/linear layer per output channel by Delattre et al. 2024's factors."""
 
     name = "rescale"
+    options = TargetOptions
     order = 45
     summary = "per-channel spectral rescaling from Gram iterations of the kernel, no FFT (Delattre et al. 2024)"
     default_iters = RESCALE_ITERS
@@ -148,3 +151,5 @@ class SpectralRescale(SVMethod):
             nu, nv = m.frame_norms()
             return nu * nv * rescale_bound(m.core, layer.spatial, self.n_iter)
         return rescale_bound(m, layer.spatial, self.n_iter)
+
+register(SpectralRescale)

@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from svconv.results.files import atomic_write_table, remove_stale_tmp
+
 #: The compacted copy is rewritten when a read had to open at least this many files one by one.
 COMPACT_MIN = 64
 #: Files scanned together (the fast path); files read one by one (a scan failed) concatenated together.
@@ -40,7 +42,6 @@ def read_folder(folder: Path, schema: pa.Schema, keep_file: bool = False) -> tup
     ``keep_file``: keep the column ``_file``, the name of the file each row came from.
     Also removes stale ``.tmp`` files of killed writers and refreshes the compacted copy when worthwhile.
     """
-    from svconv.results.store import remove_stale_tmp
 
     files = _list_files(folder)
     if not files:
@@ -175,9 +176,7 @@ def _load_cache(path: Path, tagged: pa.Schema, signature: str) -> tuple[pa.Table
 
 
 def _save_cache(folder: Path, rows: pa.Table, manifest: dict[str, Stat], signature: str) -> None:
-    from svconv.results.store import atomic_write_table
     meta = json.dumps({"signature": signature, "files": manifest}, separators=(",", ":")).encode()
-    from svconv.results.store import remove_stale_tmp
 
     try:
         folder.mkdir(exist_ok=True)

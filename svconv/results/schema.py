@@ -7,21 +7,38 @@ columns as nulls. Bump ``SCHEMA_VERSION`` when a column changes meaning; adding 
 
 from __future__ import annotations
 
+import typing
+
 import pyarrow as pa
+
+from svconv.options import OPTION_CLASSES
 
 SCHEMA_VERSION = 1
 
 TABLES = ("trials", "epochs", "layers", "bench")
 
-#: Trial options that are columns of ``trials`` (the full config is also kept as JSON).
+_ARROW_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+
+
+def _option_columns() -> tuple[tuple[str, pa.DataType], ...]:
+    """Every method option (``svconv.options``, one dataclass per method) as a column, typed from its annotation.
+    Per-kind targets (``clip_to_linear``, ``clip_to_bn``) are null where they are ``clip_to``."""
+    out = []
+    for cls in OPTION_CLASSES:
+        for name, hint in typing.get_type_hints(cls).items():
+            if name not in (n for n, _ in out):
+                base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+                out.append((name, _ARROW_TYPES[base]))
+    return tuple(out)
+
+
+#: Trial options that are columns of ``trials`` (the full config is also kept as JSON): the common ones, then
+#: every method's options, derived from their dataclasses.
 CONFIG_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("arch", pa.string()),
     ("dataset", pa.string()),
     ("method", pa.string()),
     ("rank", pa.int64()),  # null: full (not TT-compressed)
-    ("clip_to", pa.float64()),
-    ("clip_to_linear", pa.float64()),  # division: target of linear layers; null: clip_to
-    ("clip_to_bn", pa.float64()),  # division: target of batch norms; null: clip_to
     ("lam", pa.float64()),
     ("loss", pa.string()),  # ce | aol-offset
     ("loss_offset", pa.float64()),  # aol-offset: the margin offset trained with (defaults resolved); null for ce
@@ -32,7 +49,7 @@ CONFIG_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("lr", pa.float64()),
     ("optimizer", pa.string()),
     ("schedule", pa.string()),
-    ("clip_every", pa.int64()),
+    *_option_columns(),
 )
 
 _PROVENANCE = [

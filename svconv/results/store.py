@@ -12,13 +12,10 @@ they never fail on one. A folder of many per-trial files is read through a compa
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import tempfile
-import time
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +25,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from svconv.results.files import STALE_TMP_S, atomic_write_table, remove_stale_tmp  # noqa: F401  (STALE_TMP_S: public here too)
 from svconv.results.schema import SCHEMA_VERSION, TABLES, schema_for
 
-#: A ``.tmp`` file older than this (seconds) belongs to a writer that was killed: it is removed.
-STALE_TMP_S = 600.0
 
 
 def canonical_json(config: Mapping[str, Any]) -> str:
@@ -80,57 +76,6 @@ def write_rows(results_dir: str | os.PathLike, table: str, file_id: str, rows: I
     remove_stale_tmp(folder, prefix=f".{file_id}.")
     atomic_write_table(data, final)
     return final
-
-
-def atomic_write_table(data: pa.Table, final: Path, metadata: Mapping[bytes, bytes] | None = None) -> None:
-    """Write ``data`` to ``final`` through an fsynced temporary file, a rename and an fsync of the folder."""
-    if metadata:
-        data = data.replace_schema_metadata({**(data.schema.metadata or {}), **metadata})
-    tmp = final.parent / f".{final.stem}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(final.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some file systems cannot fsync a folder; the rename still happened
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def remove_stale_tmp(folder: Path, prefix: str = ".", older_than_s: float = STALE_TMP_S) -> list[Path]:
-    """Remove ``<prefix>*.tmp`` files in ``folder`` last modified more than ``older_than_s`` ago; returns them."""
-    removed = []
-    cutoff = time.time() - older_than_s
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for e in entries:
-        if e.name.startswith(prefix) and e.name.endswith(".tmp"):
-            try:
-                if e.stat().st_mtime < cutoff:
-                    os.unlink(e.path)
-                    removed.append(Path(e.path))
-            except OSError:  # gone already, or not ours to remove
-                pass
-    return removed
 
 
 def read_table(results_dir: str | os.PathLike, table: str) -> pd.DataFrame:
