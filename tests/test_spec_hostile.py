@@ -50,7 +50,7 @@ def test_a_spec_larger_than_the_cap_is_refused_unread(tmp_path):
 def _grid(a: int, b: int) -> str:
     lrs = ", ".join(str(0.001 * (i + 1)) for i in range(a))
     clips = ", ".join(str(0.5 + i) for i in range(b))
-    return f"name: g\nfixed: {{dataset: synthetic, epochs: 1}}\ngrid:\n  lr: [{lrs}]\n  clip_to: [{clips}]\n"
+    return f"name: g\nfixed: {{dataset: synthetic, epochs: 1, method: clip}}\ngrid:\n  lr: [{lrs}]\n  clip_to: [{clips}]\n"
 
 
 def test_a_huge_grid_is_counted_not_expanded(tmp_path, capsys):
