@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Write one self-contained HTML report (plotly.js embedded, opens offline) of a results folder: "
@@ -49,9 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if written.png_dir:
         print(f"figures: {written.png_dir}/ ({report.n_figures} PNG files)")
     if report.missing:
-        print(f"{len(report.missing)} part(s) without data (named in the report):", file=sys.stderr)
-        for m in report.missing:
-            print(f"  - {m}", file=sys.stderr)
+        logger.warning("%d part(s) without data (named in the report):\n%s", len(report.missing),
+                       "\n".join(f"  - {m}" for m in report.missing))
     for w in written.warnings:
-        print(f"svconv report: warning: {w}", file=sys.stderr)
+        logger.warning("%s", w)
     return 0  # PNG is optional: without kaleido the warning above says so and the rest is written

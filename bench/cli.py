@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Time, peak memory, value and gap to the exact value of every method of computing or controlling the "
@@ -101,6 +104,6 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"figures: {write_figures(rows, args.figures)}")
     if counts["failed"]:
-        print("some configurations failed; their rows hold the error in 'reason'", file=sys.stderr)
+        logger.error("some configurations failed; their rows hold the error in 'reason'")
         return 1
     return 0

@@ -25,6 +25,7 @@ Markdown table.
 from __future__ import annotations
 
 import argparse
+import logging
 import json
 import shutil
 import statistics
@@ -33,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 LAYOUTS = {"per-trial": None, "chunked": 2000}  # layout -> chunk argument of write_synthetic_results
 
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     chromium = find_chromium() if args.browser else None
     if args.browser and chromium is None:
-        print("no Chromium found: browser columns left empty", file=sys.stderr)
+        logger.warning("no Chromium found: browser columns left empty")
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="svconv-report-speed-") as tmp:
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 good = page.rendered == page.figures and not page.errors and not page.console
                 row.update(ready_ms=shown.ready_ms, wall_s=page.wall_s, ok="yes" if good else f"NO: {page.errors[:1]}")
             rows.append(row)
-            print(f"{n} trials ({files} files): first {row['first_s']:.2f} s, later {row['later_s']:.2f} s", file=sys.stderr)
+            logger.info("%d trials (%d files): first %.2f s, later %.2f s", n, files, row["first_s"], row["later_s"])
 
     baseline = None
     if chromium:

@@ -9,6 +9,7 @@ options (unknown architecture, method or dataset: the message lists the known on
 from __future__ import annotations
 
 import argparse
+import logging
 import dataclasses
 import json
 import sys
@@ -18,6 +19,8 @@ from typing import Any, Callable
 
 from svconv.config import TrialConfig
 from svconv.options import option_help
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Train one model with one way of controlling singular values, measure it (accuracy, ECE, certified "
@@ -176,11 +179,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(row, args.results))
     if row["status"] != "ok":
-        print(f"svconv train: trial {row['trial_id']} {row['status']}: {row['error']}", file=sys.stderr)
+        logger.error("trial %s %s: %s", row["trial_id"], row["status"], row["error"])
         return 1
     if row.get("learned") is False:
-        print(f"svconv train: warning: trial {row['trial_id']} did not learn (test accuracy near chance and the training "
-              f"loss not falling) at lr {config.lr:g}; try another --lr or more --epochs", file=sys.stderr)  # fmt: skip
+        logger.warning("trial %s did not learn (test accuracy near chance and the training loss not falling) at lr %g; "
+                       "try another --lr or more --epochs", row["trial_id"], config.lr)  # fmt: skip
     return 0
 
 

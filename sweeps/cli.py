@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import json
 import sys
 
 from sweeps.jobs import TOKEN_HELP
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Run a grid of training trials (a spec in sweeps/*.yaml) on Ray Tune, locally or on a cluster.
 Each trial writes its Parquet rows under the results folder by trial id (a hash of its config), so
@@ -33,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("run", help="validate a spec and run its trials with Ray Tune",
                        description="Validate SPEC completely, then run every trial with Ray Tune (tune.run).")
-    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML), e.g. sweeps/demo.yaml; - reads it from stdin")
+    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML), e.g. sweeps/demo.yaml, or the name of a shipped one (demo, aol, lipconvnet, ...); - reads it from stdin")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join: 'auto' (the cluster this node belongs to) or HOST:PORT of its GCS; "
                         "default: start a local Ray instance")
@@ -52,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("submit", help="submit a sweep as a Ray Job to a running cluster",
                        description="Validate SPEC here, then submit `svconv sweep run SPEC --address auto` as a "
                                    "Ray Job with this project folder as its working directory.")
-    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML); one outside the project travels with the job")
+    p.add_argument("spec", metavar="SPEC", help="sweep spec (YAML) or a shipped spec's name; one outside the project travels with the job")
     p.add_argument("--address", required=True, help="the cluster's dashboard URL, e.g. http://HEAD:8265")
     p.add_argument("--results", default=None, metavar="DIR", help="results folder on the cluster (shared by all nodes)")
     p.add_argument("--storage", default=None, metavar="DIR", help="storage root on the cluster (default: the cluster's)")
@@ -141,8 +144,7 @@ def _driven(drive, state) -> int:
         outcome = drive()
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
-        print(f"interrupted ({signal.Signals(signum).name}): continue with `{resume_command(state.name, state.storage)}`",
-              file=sys.stderr)
+        logger.warning("interrupted (%s): continue with `%s`", signal.Signals(signum).name, resume_command(state.name, state.storage))
         return 128 + signum
     return _finish(outcome)
 
@@ -155,11 +157,11 @@ def _finish(outcome) -> int:
 
     print(format_status(outcome.status))
     if outcome.retried:
-        print(f"{outcome.retried} trial failure(s) (errors or lost nodes) were retried", file=sys.stderr)
+        logger.warning("%d trial failure(s) (errors or lost nodes) were retried", outcome.retried)
     if outcome.interrupted:
         signum = outcome.signal or signal.SIGINT
-        print(f"interrupted ({signal.Signals(signum).name}): continue with "
-              f"`{resume_command(outcome.status.name, outcome.storage)}`", file=sys.stderr)
+        logger.warning("interrupted (%s): continue with `%s`", signal.Signals(signum).name,
+                       resume_command(outcome.status.name, outcome.storage))
         return 128 + signum
     from svconv.results import compact_results
 

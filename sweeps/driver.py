@@ -32,6 +32,8 @@ from sweeps.spec import SweepSpec
 from sweeps.state import SweepState, check_owner
 from sweeps.status import SweepStatus, sweep_status
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class SweepOutcome:
@@ -204,11 +206,8 @@ def run_sweep(
     with TermAsInterrupt() as term, SweepLock(state.root, spec.name, "svconv sweep run"):
         check_owner(state)
         if state.tune_dir.exists():
-            print(
-                f"note: replacing the saved state of sweep {spec.name!r} in {state.root} "
-                f"(`svconv sweep resume {spec.name}` continues a sweep instead)",
-                file=sys.stderr,
-            )
+            logger.warning("replacing the saved state of sweep %r in %s (`svconv sweep resume %s` continues a sweep "
+                           "instead)", spec.name, state.root, spec.name)
             shutil.rmtree(state.tune_dir)
         os.makedirs(state.results_dir, exist_ok=True)
         state.save()
@@ -287,7 +286,7 @@ def _fit(
     try:
         note = check_resources(state.resources, ray.cluster_resources(), len(state.trials), can_grow=address is not None)
         if note:
-            print(note, file=sys.stderr)
+            logger.warning("%s", note)
         retries = _Retries()
         extra = [retries, _Notes(), *trackers, *callbacks]
         bar = [_Progress(state.name, len(state.trials))] if progress else []
@@ -298,11 +297,11 @@ def _fit(
             lost = _rows_lost(state, analysis, stopped)
             failed = _failed_finished(state, analysis) if retry_failed else []
             if lost:
-                print(f"{len(lost)} trial(s) have damaged or missing rows; running them again: "
-                      + ", ".join(t["label"] for t in lost), file=sys.stderr)
+                logger.warning("%d trial(s) have damaged or missing rows; running them again: %s", len(lost),
+                               ", ".join(t["label"] for t in lost))
             if failed:
-                print(f"{len(failed)} trial(s) failed without a retry (a deterministic error); running them again "
-                      "(--retry-failed): " + ", ".join(t["label"] for t in failed), file=sys.stderr)
+                logger.warning("%d trial(s) failed without a retry (a deterministic error); running them again "
+                               "(--retry-failed): %s", len(failed), ", ".join(t["label"] for t in failed))
             again = lost + [t for t in failed if t not in lost]
             if again:
                 shutil.rmtree(state.root / RERUN_DIR, ignore_errors=True)
@@ -483,10 +482,10 @@ class _Notes(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if result.get("notes"):
-            print(f"[warning] {trial}: {result['notes']}", file=sys.stderr)
+            logger.warning("[warning] %s: %s", trial, result["notes"])
         if result.get("final") and result.get("error_line"):
-            print(f"[failed] {trial}: {result['error_line']} (not retried: it would fail again; fix it, then "
-                  "`svconv sweep resume --retry-failed`)", file=sys.stderr)
+            logger.error("[failed] %s: %s (not retried: it would fail again; fix it, then `svconv sweep resume "
+                         "--retry-failed`)", trial, result["error_line"])
 
 
 class _Progress(tune.Callback):

@@ -147,14 +147,35 @@ def sweep_name(name: str) -> str:
     return cleaned
 
 
+#: the folder of the specs shipped with svconv (package data of ``sweeps``: installed with it)
+SHIPPED_SPECS = Path(__file__).resolve().parent
+
+
+def shipped_specs() -> list[str]:
+    """Names of the shipped specs (``demo``, ``aol``, ...), sorted: ``svconv sweep run NAME`` takes them."""
+    return sorted(p.stem for p in SHIPPED_SPECS.glob("*.yaml"))
+
+
+def find_spec(path: str | Path) -> Path:
+    """The spec file ``path``, or else the shipped spec of that name (``demo`` or ``demo.yaml``), so that an
+    installed svconv runs its specs from any folder. Raises :class:`SpecError` listing the shipped names."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    shipped = SHIPPED_SPECS / (given.name if given.suffix == ".yaml" else f"{given.name}.yaml")
+    if given.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise SpecError(f"spec file {str(path)!r} not found, and it is no shipped spec; the shipped specs: "
+                    f"{', '.join(shipped_specs())}")
+
+
 def load_spec(path: str | Path, max_trials: int = MAX_TRIALS) -> SweepSpec:
-    """Read, validate and expand the spec at ``path``; raises :class:`SpecError` naming file and line.
+    """Read, validate and expand the spec at ``path`` (a file, or a shipped spec's name: :func:`find_spec`);
+    raises :class:`SpecError` naming file and line.
 
     A grid of more than ``max_trials`` combinations is refused (counted before it is expanded).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"spec file {str(path)!r} not found")
+    path = find_spec(path)
     size = path.stat().st_size
     if size > MAX_SPEC_BYTES:
         raise SpecError(f"{path}:1: the spec is {size} bytes; a spec may be at most {MAX_SPEC_BYTES} bytes")

@@ -92,7 +92,7 @@ def submit_sweep(
     Returns the :class:`Submission`; with ``wait`` it has ended and carries the run's exit code.
     Raises ValueError for a bad spec, address or token, before anything reaches the cluster.
     """
-    from sweeps.spec import load_spec
+    from sweeps.spec import find_spec, load_spec
 
     out = out or sys.stderr
     for option, path in (("--results", results), ("--storage", storage)):
@@ -103,7 +103,7 @@ def submit_sweep(
             )
     spec = load_spec(spec_path)  # refuse a bad spec before anything reaches the cluster
     root = project_root()
-    spec_file = Path(spec_path).resolve()
+    spec_file = find_spec(spec_path).resolve()
     env_vars: dict[str, str] = {}
     try:
         rel: str | None = spec_file.relative_to(root).as_posix()

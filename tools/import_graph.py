@@ -53,7 +53,9 @@ def group(name: str, depth: int) -> str | None:
 
 def import_graph(root: Path, depth: int = 2) -> dict[str, set[str]]:
     """Edges ``node -> {nodes it imports}`` between the repository's packages at ``depth``."""
-    modules = {module_name(p, root): p for r in ROOTS for p in sorted((root / r).rglob("*.py"))}
+    # ``__main__.py`` is an entry point (``python -m svconv`` runs the CLI): nothing imports it, so what it
+    # imports is no dependency of its package
+    modules = {module_name(p, root): p for r in ROOTS for p in sorted((root / r).rglob("*.py")) if p.name != "__main__.py"}
     graph: dict[str, set[str]] = {}
     for module, path in modules.items():
         src = group(module, depth)
