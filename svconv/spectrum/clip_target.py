@@ -43,7 +43,9 @@ shape                  strategy    passes  time s  sigma/c  change
 160->320 @32^2 s=2     passes      20      268     1.0095   0.662
 =====================  ==========  ======  ======  =======  ======
 
-The secant search lands within 1 % of the target in 2-3 passes, for 2.1-2.8x the time of one plain pass;
+The secant search lands within 1 % of the target in 2-3 passes, for 2.1-2.8x the time of one plain pass
+(these rows are before the screen of :func:`_secant`, which checks intermediate levels on 1/16 of the
+frequencies; after it, one run of the same kind: 64->64 @32^2 1.40x, 160->160 @32^2 1.95x one pass);
 plain passes need 20 or more (0.95-1.3 % above after 20; 6-9x the secant's time), Dykstra's are 8 % above
 after 20. The price is the
 kernel's change: 0.70 against 0.67 (passes) and 0.65 (Dykstra, which converges to the least change). Carrying
@@ -118,6 +120,12 @@ class _Eigh:
 
 
 def _solver(name: str, device: torch.device):
+    """The ``auto`` rule, by measurement. CPU: eigh at every size measured (1 thread, shared 2-core CPU,
+    kernels at norm 4, target 1, secant to 1 %): 64->64 @32^2 eigh 0.85 s / matmul 10.5 s, @56^2 eigh
+    3.08 s / matmul 102.5 s (both 3 passes). An earlier 48.8 s (eigh) against 25.9 s (matmul) at 56^2 did
+    not reproduce: eigh's cost grows with the grid as matmul's does (both are per-frequency batches), so
+    no grid size makes matmul the faster one here. CUDA: matmul, where batched eigh loops over the batch
+    (``bench.gpu_check`` measures both on a GPU)."""
     if name == "auto":
         name = "matmul" if device.type == "cuda" else "eigh"
     if name == "eigh":
@@ -163,7 +171,8 @@ def clip_to_target(
         solver: ``"eigh"`` (batched eigendecompositions), ``"matmul"`` (Newton-Schulz polar iterations and
             Gram-iteration norms: matmuls only, see ``svconv.spectrum.msign``; the same kernel as eigh to 1e-6
             in float64 in the tests), ``"auto"`` (matmul on CUDA, where batched eigh loops over the batch;
-            eigh elsewhere: on this CPU matmul is 8x slower, 19.1 s against 2.26 s on 64->64 @32^2).
+            eigh elsewhere: on this CPU matmul is 12-33x slower, 10.5 s against 0.85 s on 64->64 @32^2 and
+            102.5 s against 3.08 s @56^2; the figures are at ``_solver``).
         strategy: one of ``CLIP_STRATEGIES`` (see the module docstring). Default ``"secant"``: 3 passes to
             within 1 % where plain passes are still above after 20; the module docstring has the table.
         max_passes: at most this many clip passes (>= 1).
