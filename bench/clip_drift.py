@@ -5,7 +5,8 @@ SGD and, after every optimiser step, clips every conv and linear layer with ``sv
 (to within ``--tol`` of ``--clip-to``, each layer warm-started with its previous level, as training runs
 ``clip``). Before each control step it records, per conv layer (untimed): how many singular values of each
 frequency's transfer matrix exceed ``clip_to (1 + tol)`` (the largest count over the frequencies, the mean,
-and the share of frequencies with any), out of ``min(c_out, c_in s^d)`` per frequency; and it times, on a
+and the share of frequencies with any), out of ``min(c_out, c_in s^d)`` per frequency, and the same counts
+above the clip level the step starts from (``level_*``: the values the secant's clip touches); and it times, on a
 copy of the same weights, one plain clip pass (``clip_(tol=0, max_passes=1)``) beside the control step
 itself. One row per (step, layer) in ``DIR/clip_drift.csv``; the summary per layer is printed.
 
@@ -76,20 +77,25 @@ def main(argv: list[str] | None = None) -> int:
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
         before = {name: _counts(m, sp, threshold) for name, (m, sp) in layers.items()}
+        # the secant clips at its level (below the target), so every value above the level is touched
+        at_level = {name: _counts(m, sp, levels[name]) for name, (m, sp) in layers.items()}
         plain = copy.deepcopy(model)
         t_pass = {}
         for name, (m, sp) in layers.items():
             start = time.perf_counter()
             control.clip_(plain.get_submodule(name), args.clip_to, sp, tol=0, max_passes=1)
             t_pass[name] = time.perf_counter() - start
+        levels_before = dict(levels)
         results = control.clip_model_(model, args.clip_to, shape, tol=args.tol, levels=levels, measure_before=False)
         levels = {r.name: r.level for r in results}
         for r in results:
             if r.name not in layers:
                 continue
             mx, mean, share, size = before[r.name]
+            lmx, lmean, lshare, _ = at_level[r.name]
             rows.append(dict(step=step, layer=r.name, shape="x".join(map(str, r.shape)), input_size="x".join(map(str, r.input_size)),
-                             per_freq=size, above_max=mx, above_mean=mean, freq_share=share, passes=r.passes,
+                             per_freq=size, above_max=mx, above_mean=mean, freq_share=share, level=levels_before[r.name],
+                             level_max=lmx, level_mean=lmean, level_share=lshare, passes=r.passes,
                              sigma_after=r.sigma_after, control_s=r.time_s, pass_s=t_pass[r.name],
                              ratio=r.time_s / t_pass[r.name] if t_pass[r.name] > 0 else math.nan))  # fmt: skip
     out = Path(args.out)
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     df.to_csv(out / "clip_drift.csv", index=False)
     summary = df[df["step"] > 1].groupby(["layer", "shape", "input_size", "per_freq"]).agg(
         above_max=("above_max", "max"), above_mean=("above_mean", "mean"), freq_share=("freq_share", "mean"),
+        level_max=("level_max", "max"), level_mean=("level_mean", "mean"),
         passes=("passes", "mean"), ratio=("ratio", "median"), worst=("sigma_after", "max"),
     )  # fmt: skip
     print(summary.to_string(float_format=lambda v: f"{v:.3g}"))
