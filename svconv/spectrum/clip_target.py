@@ -44,8 +44,10 @@ shape                  strategy    passes  time s  sigma/c  change
 =====================  ==========  ======  ======  =======  ======
 
 The secant search lands within 1 % of the target in 2-3 passes, for 2.1-2.8x the time of one plain pass
-(these rows are before the screen of :func:`_secant`, which checks intermediate levels on 1/16 of the
-frequencies; after it, one run of the same kind: 64->64 @32^2 1.40x, 160->160 @32^2 1.95x one pass);
+(these rows are before the screen of :func:`_secant`, which judges intermediate levels on 1/16 of the
+frequencies, and its first step on ``f ~ t^0.95``; with both, 2 passes, and the best of 3 runs of the same
+kind: 64->64 @32^2 1.37x, 16->160 @32^2 1.59x, 160->160 @32^2 1.78x one pass. What remains is the one
+full check of the returned level: eigvalsh on every frequency, about half a pass at 160 channels);
 plain passes need 20 or more (0.95-1.3 % above after 20; 6-9x the secant's time), Dykstra's are 8 % above
 after 20. The price is the
 kernel's change: 0.70 against 0.67 (passes) and 0.65 (Dykstra, which converges to the least change). Carrying
