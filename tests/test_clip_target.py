@@ -280,3 +280,12 @@ def test_secant_with_screened_levels_returns_a_fully_checked_norm(n, s, solver):
     else:
         assert truth * (1 - 1e-12) <= res.sigma <= truth * (1 + 1e-3)  # a certified bound (to rounding)
     assert abs(truth - c) <= tol * c * (1 + 1e-3)
+
+
+@pytest.mark.parametrize("solver", ["eigh", "matmul"])
+def test_a_warm_step_on_a_kernel_inside_the_band_only_measures_it(solver):
+    w = _kernel(4, 4, (3, 3), 31)
+    c = dense_norm(w, (8, 8), 1) * 1.005  # already within 1 %
+    res = clip_to_target(w, 8, c, tol=0.01, solver=solver, level=0.7 * c)
+    assert res.passes == 0 and res.level == pytest.approx(0.7 * c) and torch.equal(res.weight, w)
+    assert res.sigma == pytest.approx(c / 1.005, rel=1e-9 if solver == "eigh" else 1e-3)
