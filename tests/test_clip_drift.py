@@ -1,4 +1,5 @@
-"""bench.clip_drift: a short real training run with exact clipping; counts checked against the exact spectra."""
+"""bench.clip_drift (a short real training run with exact clipping; counts checked against the exact spectra) and
+bench.clip_model (torchvision's resnet18 clipped whole)."""
 
 import pandas as pd
 import pytest
@@ -29,3 +30,14 @@ def test_a_short_run_writes_one_row_per_step_and_conv_layer(tmp_path, capsys):
     assert ((df["sigma_after"] <= 1.01 + 1e-6) & ((df["sigma_after"] >= 0.99) | (df["passes"] == 0))).all()
     assert "above_max" in capsys.readouterr().out
     assert main(["--steps", "0", "--out", str(tmp_path)]) == 2
+
+
+def test_clip_model_bench_clips_torchvision_resnet18_within_the_band(tmp_path, capsys):
+    pytest.importorskip("torchvision")
+    from bench.clip_model import main as clip_model
+
+    assert clip_model(["--size", "16", "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "clip_model.csv")
+    assert len(df) == 20 and (df["sigma_after"] <= 1.01 + 1e-6).all()  # every conv of resnet18
+    assert "20 convs" in capsys.readouterr().out
+    assert clip_model(["--size", "0", "--out", str(tmp_path)]) == 2

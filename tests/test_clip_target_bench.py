@@ -116,7 +116,7 @@ def test_configs_from_the_suite_file():
     assert {c["rank"] for c in wrn} == {None, 192, 256, 320} and {c["method"] for c in wrn} == set(METHODS)
     assert {method_label(c) for c in wrn if c["rank"] is None} >= {f"{CT_METHOD}/secant/auto", f"{CT_METHOD}/secant/auto/drift=0.05", "clip-pass/drift=0.05"}
     resnet = {(tuple(c["input_shape"]), method_label(c)) for c in model if c["arch"] == "resnet18"}
-    assert resnet == {(s, m) for s in ((3, 32, 32), (3, 224, 224)) for m in (f"{CT_METHOD}/secant/auto", "clip-pass")}
+    assert resnet == {(s, m) for s in ((3, 32, 32), (3, 64, 64)) for m in (f"{CT_METHOD}/secant/auto", "clip-pass")}
 
 
 def test_grid_errors_name_the_key():
