@@ -39,6 +39,23 @@ def _counts(conv: nn.Module, spatial, threshold: float) -> tuple[int, float, flo
     return int(above.max()), float((above * w).sum() / w.sum()), float(((above > 0) * w).sum() / w.sum()), int(P.shape[-1] if P.shape[-1] < P.shape[-2] else P.shape[-2])
 
 
+def add_clip_arguments(p: argparse.ArgumentParser, csv: str) -> None:
+    """The options ``bench.clip_drift`` and ``bench.clip_model`` share: the target, the band, the seed, the folder."""
+    p.add_argument("--clip-to", type=float, default=1.0)
+    p.add_argument("--tol", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help=f"folder for {csv}")
+
+
+def parse_clip_arguments(p: argparse.ArgumentParser, argv: list[str] | None, count: str) -> argparse.Namespace | None:
+    """Parsed options, or None after an error on stderr naming them (exit code 2): ``count`` must be >= 1."""
+    args = p.parse_args(argv)
+    if getattr(args, count.replace("-", "_")) < 1 or not args.clip_to > 0 or not 0 < args.tol < 1:
+        print(f"error: --{count} must be >= 1, --clip-to > 0 and --tol in (0, 1)", file=sys.stderr)
+        return None
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.clip_drift", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="small-cnn")
@@ -46,13 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--clip-to", type=float, default=1.0)
-    p.add_argument("--tol", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="folder for clip_drift.csv")
-    args = p.parse_args(argv)
-    if args.steps < 1 or not args.clip_to > 0 or not 0 < args.tol < 1:
-        print("error: --steps must be >= 1, --clip-to > 0 and --tol in (0, 1)", file=sys.stderr)
+    add_clip_arguments(p, "clip_drift.csv")
+    args = parse_clip_arguments(p, argv, "steps")
+    if args is None:
         return 2
     import pandas as pd
 

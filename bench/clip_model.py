@@ -13,18 +13,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.clip_drift import add_clip_arguments, parse_clip_arguments
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.clip_model", description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=224, help="input height and width")
-    p.add_argument("--clip-to", type=float, default=1.0)
-    p.add_argument("--tol", type=float, default=0.01)
     p.add_argument("--solver", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="folder for clip_model.csv")
-    args = p.parse_args(argv)
-    if args.size < 1 or not args.clip_to > 0 or not 0 < args.tol < 1:
-        print("error: --size must be >= 1, --clip-to > 0 and --tol in (0, 1)", file=sys.stderr)
+    add_clip_arguments(p, "clip_model.csv")
+    args = parse_clip_arguments(p, argv, "size")
+    if args is None:
         return 2
     import pandas as pd
     import torch
