@@ -402,9 +402,13 @@ def control_points(bench: pd.DataFrame) -> pd.DataFrame:
     tt = np.where(b["tt"], " TT r=" + b["rank"].map(lambda v: f"{v:g}"), "")
     layer_shape = (b["c_in"].map(lambda v: f"{v:g}") + "→" + b["c_out"].map(lambda v: f"{v:g}") + " @" + _str(b["input_size"])
                    + np.where(b["stride"] > 1, " s" + b["stride"].map(lambda v: f"{v:g}"), ""))  # fmt: skip
+    # a model measured at several input sizes (resnet18 at 32x32 and 224x224) gets one facet per size
+    sizes = b[model].groupby(_str(b["arch"])[model])["input_size"].transform(lambda v: _str(v).nunique())
+    at = pd.Series("", index=b.index, dtype=object)
+    at[sizes[sizes > 1].index] = " @" + _str(b.loc[sizes[sizes > 1].index, "input_size"])
     b = b.assign(
         ratio=np.where(model, b["sigma_after"], b["sigma_after"] / b["target"]),
-        shape=np.where(model, "model " + _str(b["arch"]), layer_shape) + tt,
+        shape=np.where(model, "model " + _str(b["arch"]) + at, layer_shape) + tt,
     )
     b["iters"] = b["iters"].map(lambda v: "" if pd.isna(v) else f"{v:g}")
     keys = ["shape", "scope", "method", "iters", "device", "dtype"]

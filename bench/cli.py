@@ -35,6 +35,7 @@ grid keys (KEY=V1,V2,... ; AxB for pairs/sizes; null for no TT):
                  method registry, svconv.methods.registry)
   runner=clip-target (bench.clip_target): methods clip-to-target clip-pass division fastclip gram, plus
                  strategy solver guarantee tol max_passes (clip_to_target's; default: every strategy and solver)
+                 drift (clip-to-target, clip-pass: the control step after a clip and a random step of that size)
   runner=soc-tt (bench.soc_tt): one SOC layer against SOC-TT ranks (Fig. 6 of Senderovich et al.): channels rank
                  input_size kernel padding batch
   runner=matrix-norm (bench.matrix_norm): an n x n matrix by full SVD (torch, NumPy) or the power method: n method

@@ -12,6 +12,10 @@ every controlled layer:
   ``max_passes``.
 - ``clip-pass``: ``iters`` plain clip-then-restrict passes at the target (``tol=0``), the pre-target
   behaviour; one pass is the unit the issue's goal is stated in.
+- ``drift`` > 0 (``clip-to-target`` and ``clip-pass``): the control step during training. Before each timed
+  call (untimed) every layer is clipped to within 1 % and then moved by a random step of relative norm
+  ``drift``; ``clip-to-target`` starts from the level that first clip found (``level=``, as training
+  carries it), ``clip-pass`` does its plain passes on the drifted kernel. The label ends ``/drift=D``.
 - ``division`` (``iters`` power steps, then divide), ``fastclip`` (at most ``iters`` projection steps of
   ``iters`` power steps each), ``gram`` (rescale by the 6-step Gram-iteration bound). The power
   iterations start cold (seeded) at every call.
@@ -24,7 +28,7 @@ check of ``sigma_after``; ``clip-to-target`` measures its own result on the way,
 
 Configs come from suite files whose top level says ``runner: clip-target`` (``bench.suites``), or from
 ``svconv bench --grid runner=clip-target ...``. Grid keys: those of ``bench.grid`` plus ``strategy``,
-``solver``, ``guarantee``, ``tol``, ``max_passes`` (see :data:`EXTRA_DEFAULTS`); ``method`` takes
+``solver``, ``guarantee``, ``tol``, ``max_passes``, ``drift`` (see :data:`EXTRA_DEFAULTS`); ``method`` takes
 :data:`METHODS`. ``bench.run`` sends configs that carry ``runner: clip-target`` here.
 """
 
@@ -49,7 +53,7 @@ CT_METHOD = "clip-to-target"
 METHODS: dict[str, str] = {CT_METHOD: "clip", "clip-pass": "clip", "division": "division", "fastclip": "fastclip", "gram": "gram"}
 DEFAULT_TOL = 0.01
 #: grid keys of this runner on top of ``bench.grid``'s; strategy / solver None: every one (solver ``auto`` aside)
-EXTRA_DEFAULTS: dict[str, Any] = {"strategy": None, "solver": None, "guarantee": False, "tol": DEFAULT_TOL, "max_passes": 20}
+EXTRA_DEFAULTS: dict[str, Any] = {"strategy": None, "solver": None, "guarantee": False, "tol": DEFAULT_TOL, "max_passes": 20, "drift": 0.0}
 
 
 def _axis(value: Any) -> list[Any]:
@@ -68,6 +72,9 @@ def _check_extras(extras: Mapping[str, list[Any]]) -> None:
             raise ValueError(f"tol must be a number in (0, 1); got {t!r}")
     for n in extras["max_passes"]:
         check_count(n, "max_passes")
+    for v in extras["drift"]:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+            raise ValueError(f"drift must be a number in [0, 1); got {v!r}")
 
 
 def expand_grid(grid: Mapping[str, Any], suite: str, overrides: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -96,6 +103,8 @@ def expand_grid(grid: Mapping[str, Any], suite: str, overrides: Mapping[str, Any
         else:
             iters = None if method == "gram" else cfg["iters"]
             variants = [dict(strategy=None, solver=None, guarantee=False, tol=None, iters=iters)]
+        drifts = [float(v) for v in extras["drift"]] if method in (CT_METHOD, "clip-pass") else [0.0]
+        variants = [{**v, **({"drift": d} if d else {})} for v in variants for d in drifts]  # ids of drift 0 unchanged
         for v in variants:
             c = {**cfg, **v}
             out.setdefault(bench_id(c), c)
@@ -110,13 +119,17 @@ def expand_all(grids: Iterable[Mapping[str, Any]], suite: str, overrides: Mappin
 def method_label(cfg: Mapping[str, Any]) -> str:
     """The row's ``method``: ``clip-to-target/STRATEGY/SOLVER[/guarantee][/tol=T]``, or the method's name."""
     if cfg["method"] != CT_METHOD:
-        return cfg["method"]
+        return cfg["method"] + _drift_label(cfg)
     label = f"{CT_METHOD}/{cfg['strategy']}/{cfg['solver']}"
     if cfg["guarantee"]:
         label += "/guarantee"
     if cfg["tol"] != DEFAULT_TOL:
         label += f"/tol={cfg['tol']:g}"
-    return label
+    return label + _drift_label(cfg)
+
+
+def _drift_label(cfg: Mapping[str, Any]) -> str:
+    return f"/drift={cfg['drift']:g}" if cfg.get("drift") else ""
 
 
 def rel_change(before: Sequence[torch.Tensor], modules: Sequence[nn.Module]) -> float:
@@ -138,7 +151,7 @@ def _control_fn(cfg: Mapping[str, Any]) -> Callable[[nn.Module, Sequence[int], d
     method = cfg["method"]
     if method == CT_METHOD:
         opts = dict(guarantee=cfg["guarantee"], solver=cfg["solver"], strategy=cfg["strategy"])
-        return lambda m, size, st: control.clip_(m, c, size, tol=cfg["tol"], max_passes=it, **opts)
+        return lambda m, size, st: control.clip_(m, c, size, tol=cfg["tol"], max_passes=it, level=st.get("level"), **opts)
     if method == "clip-pass":
         return lambda m, size, st: control.clip_(m, c, size, tol=0, max_passes=it)
     if method == "division":
@@ -164,6 +177,8 @@ def _timed_control(cfg: Mapping[str, Any], model: nn.Module, layers: list) -> tu
     def setup() -> None:
         model.load_state_dict(saved)
         states[:] = [{"gen": torch.Generator().manual_seed(cfg["seed"])} for _ in layers]
+        if cfg.get("drift"):
+            _clip_then_drift(cfg, layers, states)
 
     def run() -> list[Any]:
         with torch.no_grad():
@@ -171,6 +186,23 @@ def _timed_control(cfg: Mapping[str, Any], model: nn.Module, layers: list) -> tu
 
     timing = time_calls(run, torch.device(cfg["device"]), repeats=cfg["repeats"], warmup=cfg["warmup"], setup=setup)
     return timing, before
+
+
+def _clip_then_drift(cfg: Mapping[str, Any], layers: list, states: list[dict]) -> None:
+    """The state a control step meets during training (untimed): each layer clipped to within 1 % of the
+    target (``clip_to_target``, its level kept as the warm start of the timed step), then moved by a seeded
+    random step of relative Frobenius norm ``drift`` (an optimiser's steps between two control steps)."""
+    from svconv import control
+    from svconv.control.layer import controlled_part
+
+    gen = torch.Generator().manual_seed(cfg["seed"] + 1)
+    with torch.no_grad():
+        for layer, st in zip(layers, states):
+            res = control.clip_(layer.module, cfg["clip_to"], layer.spatial or None, tol=DEFAULT_TOL)
+            st["level"] = res.level
+            w = controlled_part(layer.module)[0].weight
+            noise = torch.randn(w.shape, generator=gen, dtype=w.dtype).to(w.device)
+            w.add_(noise * (cfg["drift"] * w.norm() / noise.norm()))
 
 
 def _measure_layer(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -263,3 +263,29 @@ def test_cuda_stays_on_device_and_matches_cpu():
         res = clip_to_target(w.cuda(), 8, c, 2, solver=solver)
         assert res.weight.is_cuda
         torch.testing.assert_close(res.weight.cpu(), cpu.weight, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["eigh", "matmul"])
+@pytest.mark.parametrize("n,s", [((16, 16), 1), ((16, 12), 2)])
+def test_secant_with_screened_levels_returns_a_fully_checked_norm(n, s, solver):
+    # a 16x16 grid: the screen is 1/16 of 136 (or 40) frequencies, and a tight band makes the search try
+    # several levels, most of them judged on the screen alone; the returned sigma must still be the full one
+    w = _kernel(5, 4, (3, 3), 21)
+    c, tol = 0.3 * dense_norm(w, n, s), 0.002
+    res = clip_to_target(w, n, c, s, tol=tol, strategy="secant", solver=solver, max_passes=40)
+    truth = dense_norm(res.weight, n, s)
+    assert res.passes >= 2
+    if solver == "eigh":
+        assert res.sigma == pytest.approx(truth, rel=1e-9)  # exact
+    else:
+        assert truth * (1 - 1e-12) <= res.sigma <= truth * (1 + 1e-3)  # a certified bound (to rounding)
+    assert abs(truth - c) <= tol * c * (1 + 1e-3)
+
+
+@pytest.mark.parametrize("solver", ["eigh", "matmul"])
+def test_a_warm_step_on_a_kernel_inside_the_band_only_measures_it(solver):
+    w = _kernel(4, 4, (3, 3), 31)
+    c = dense_norm(w, (8, 8), 1) * 1.005  # already within 1 %
+    res = clip_to_target(w, 8, c, tol=0.01, solver=solver, level=0.7 * c)
+    assert res.passes == 0 and res.level == pytest.approx(0.7 * c) and torch.equal(res.weight, w)
+    assert res.sigma == pytest.approx(c / 1.005, rel=1e-9 if solver == "eigh" else 1e-3)

@@ -29,6 +29,8 @@ def rows(tmp_path_factory) -> pd.DataFrame:
         {"method": CT_METHOD, "strategy": "secant", "guarantee": True, "channels": [[6, 8]], "input_size": 8, "stride": [1, 2], **FAST},
         {"scope": "model", "arch": "small-cnn", "input_shape": [3, 16, 16], "rank": [None, 4], "method": [CT_METHOD, "division"],
          "solver": "eigh", **FAST},
+        {"method": [CT_METHOD, "clip-pass"], "strategy": "secant", "solver": "eigh", "drift": 0.1, "channels": [[6, 8]],
+         "input_size": 8, "rank": [None, 3], **FAST},
     ]  # fmt: skip
     configs = runner_configs(grids, "test-ctt", runner="clip-target")
     out = tmp_path_factory.mktemp("ctt")
@@ -53,6 +55,16 @@ def test_every_row_records_what_it_achieved(rows):
     assert (layer["value"] == layer["sigma_after"]).all() and (layer["exact_method"] == "target").all()
     # a random kernel is far above the target, so every method changed it
     assert (layer["rel_change"] > 0).all()
+
+
+def test_drift_rows_time_the_control_step_after_a_clip_and_a_random_step(rows):
+    drifted = rows[rows["method"].str.endswith("/drift=0.1")]
+    assert sorted(drifted["method"]) == sorted([f"{CT_METHOD}/secant/eigh/drift=0.1", "clip-pass/drift=0.1"] * 2)
+    ct = drifted[drifted["method"].str.startswith(CT_METHOD)]
+    assert ((ct["sigma_after"] / ct["target"] - 1).abs() <= TOL + 1e-9).all()
+    # the drifted kernel was clipped first: a 10 % step leaves it near the target, not at the random kernel's norm
+    one_pass = drifted[drifted["method"].str.startswith("clip-pass")]
+    assert (one_pass["sigma_after"] / one_pass["target"] < 1.3).all()
 
 
 def test_clip_to_target_lands_within_tol_or_spends_every_pass(rows):
@@ -96,9 +108,15 @@ def test_configs_from_the_suite_file():
         here = {method_label(c) for c in layer if (c["c_in"], c["c_out"], c["input_size"][0], c["stride"]) == shape}
         assert {f"{CT_METHOD}/{s}/{v}" for s in STRATEGIES for v in SOLVERS} <= here
         assert {"clip-pass", "division", "fastclip", "gram"} <= here
+        # issue 23: the default solver, and the control step after drift beside one pass on the same kernel
+        drifted = {f"{CT_METHOD}/secant/auto/drift={d}" for d in (0.05, 0.2)} | {f"clip-pass/drift={d}" for d in (0.05, 0.2)}
+        assert {f"{CT_METHOD}/secant/auto"} | drifted <= here
     model = [c for c in configs if c["scope"] == "model"]
-    assert {c["rank"] for c in model} == {None, 192, 256, 320} and {c["arch"] for c in model} == {"wrn-16-10"}
-    assert {c["method"] for c in model} == set(METHODS)
+    wrn = [c for c in model if c["arch"] == "wrn-16-10"]
+    assert {c["rank"] for c in wrn} == {None, 192, 256, 320} and {c["method"] for c in wrn} == set(METHODS)
+    assert {method_label(c) for c in wrn if c["rank"] is None} >= {f"{CT_METHOD}/secant/auto", f"{CT_METHOD}/secant/auto/drift=0.05", "clip-pass/drift=0.05"}
+    resnet = {(tuple(c["input_shape"]), method_label(c)) for c in model if c["arch"] == "resnet18"}
+    assert resnet == {(s, m) for s in ((3, 32, 32), (3, 64, 64)) for m in (f"{CT_METHOD}/secant/auto", "clip-pass")}
 
 
 def test_grid_errors_name_the_key():
@@ -112,6 +130,8 @@ def test_grid_errors_name_the_key():
         expand_grid({"method": CT_METHOD, "tol": 0}, "x")
     with pytest.raises(ValueError, match="max_passes must be an int >= 1"):
         expand_grid({"method": CT_METHOD, "max_passes": 0}, "x")
+    with pytest.raises(ValueError, match=r"drift must be a number in \[0, 1\)"):
+        expand_grid({"method": CT_METHOD, "drift": 1.5}, "x")
     with pytest.raises(ValueError, match="runner must be one of grid, clip-target"):
         runner_configs([{"method": "gram"}], "x", runner="other")
     # non-clip methods ignore the clip-to-target keys: one config each

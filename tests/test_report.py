@@ -238,6 +238,19 @@ def test_control_pareto_greys_exactly_the_dominated_methods():
     assert isinstance(F.control_pareto(bench[bench["method"] == "no-norm"], {}), F.Missing)
 
 
+def test_control_points_facet_a_model_per_input_size_only_when_it_has_several():
+    base = dict(status="ok", suite="clip-to-target", tt=False, device="cpu", dtype="float32", target=1.0, scope="model")
+    rows = [
+        {**base, "arch": "resnet18", "input_size": "32x32", "method": "m", "time_median_s": 1.0, "sigma_after": 1.005},
+        {**base, "arch": "resnet18", "input_size": "224x224", "method": "m", "time_median_s": 9.0, "sigma_after": 1.002},
+        {**base, "arch": "wrn-16-10", "input_size": "32x32", "method": "m", "time_median_s": 5.0, "sigma_after": 1.004},
+    ]
+    from svconv.results.schema import BENCH
+
+    pts = F.control_points(pd.DataFrame(rows).reindex(columns=BENCH.names))
+    assert sorted(pts["shape"]) == ["model resnet18 @224x224", "model resnet18 @32x32", "model wrn-16-10"]
+
+
 def test_empty_folder_says_what_is_missing(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "r.html"

@@ -8,6 +8,7 @@ Lipschitz constant for one input of shape ``input_shape`` (no batch dimension).
 
 from svconv.layers.activations import MaxMin
 from svconv.layers.aol import AOL, AOLConv2d, AOLLinear, aol
+from svconv.layers.clipped import ClipTo, clip_parametrize, export_clipped
 from svconv.layers.batchnorm import ConvBN, bn_lipschitz, bn_scale_shift, conv_bn
 from svconv.layers.downsample import InvertibleDownsampling
 from svconv.layers.soc import SOC, SOCTT, skew_exp, taylor_tail
@@ -17,6 +18,9 @@ __all__ = [
     "aol",
     "AOLConv2d",
     "AOLLinear",
+    "ClipTo",
+    "clip_parametrize",
+    "export_clipped",
     "SOC",
     "SOCTT",
     "MaxMin",

@@ -43,7 +43,11 @@ shape                  strategy    passes  time s  sigma/c  change
 160->320 @32^2 s=2     passes      20      268     1.0095   0.662
 =====================  ==========  ======  ======  =======  ======
 
-The secant search lands within 1 % of the target in 2-3 passes, for 2.1-2.8x the time of one plain pass;
+The secant search lands within 1 % of the target in 2-3 passes, for 2.1-2.8x the time of one plain pass
+(these rows are before the screen of :func:`_secant`, which judges intermediate levels on 1/16 of the
+frequencies, and its first step on ``f ~ t^0.95``; with both, 2 passes, and the best of 3 runs of the same
+kind: 64->64 @32^2 1.37x, 16->160 @32^2 1.59x, 160->160 @32^2 1.78x one pass. What remains is the one
+full check of the returned level: eigvalsh on every frequency, about half a pass at 160 channels);
 plain passes need 20 or more (0.95-1.3 % above after 20; 6-9x the secant's time), Dykstra's are 8 % above
 after 20. The price is the
 kernel's change: 0.70 against 0.67 (passes) and 0.65 (Dykstra, which converges to the least change). Carrying
@@ -100,15 +104,31 @@ class _Eigh:
     decompose = GramEig
 
     @staticmethod
-    def top(dec: GramEig) -> float:
-        return float(dec.sigma[..., -1].max())
+    def top_each(dec: GramEig) -> torch.Tensor:
+        """``(F,)``: each decomposed matrix's largest singular value."""
+        return dec.sigma[..., -1]
+
+    @classmethod
+    def top(cls, dec: GramEig) -> float:
+        return float(cls.top_each(dec).max())
 
     @staticmethod
-    def norm(P: torch.Tensor) -> float:
-        return float(gram_singular_values(P)[..., -1].max())
+    def per_matrix(P: torch.Tensor) -> torch.Tensor:
+        """``(F,)``: each transfer matrix's largest singular value (exact)."""
+        return gram_singular_values(P)[..., -1]
+
+    @classmethod
+    def norm(cls, P: torch.Tensor) -> float:
+        return float(cls.per_matrix(P).max())
 
 
 def _solver(name: str, device: torch.device):
+    """The ``auto`` rule, by measurement. CPU: eigh at every size measured (1 thread, shared 2-core CPU,
+    kernels at norm 4, target 1, secant to 1 %): 64->64 @32^2 eigh 0.85 s / matmul 10.5 s, @56^2 eigh
+    3.08 s / matmul 102.5 s (both 3 passes). An earlier 48.8 s (eigh) against 25.9 s (matmul) at 56^2 did
+    not reproduce: eigh's cost grows with the grid as matmul's does (both are per-frequency batches), so
+    no grid size makes matmul the faster one here. CUDA: matmul, where batched eigh loops over the batch
+    (``bench.gpu_check`` measures both on a GPU)."""
     if name == "auto":
         name = "matmul" if device.type == "cuda" else "eigh"
     if name == "eigh":
@@ -154,7 +174,8 @@ def clip_to_target(
         solver: ``"eigh"`` (batched eigendecompositions), ``"matmul"`` (Newton-Schulz polar iterations and
             Gram-iteration norms: matmuls only, see ``svconv.spectrum.msign``; the same kernel as eigh to 1e-6
             in float64 in the tests), ``"auto"`` (matmul on CUDA, where batched eigh loops over the batch;
-            eigh elsewhere: on this CPU matmul is 8x slower, 19.1 s against 2.26 s on 64->64 @32^2).
+            eigh elsewhere: on this CPU matmul is 12-33x slower, 10.5 s against 0.85 s on 64->64 @32^2 and
+            102.5 s against 3.08 s @56^2; the figures are at ``_solver``).
         strategy: one of ``CLIP_STRATEGIES`` (see the module docstring). Default ``"secant"``: 3 passes to
             within 1 % where plain passes are still above after 20; the module docstring has the table.
         max_passes: at most this many clip passes (>= 1).
@@ -212,8 +233,33 @@ def _in_band(sigma: float, c: float, tol: float) -> bool:
     return abs(sigma - c) <= tol * c
 
 
+#: f(t) / t grows slowly as the level falls (1.34 at t = c, 1.36 at 0.75 c for 3x3 kernels, WRN shapes), so
+#: f ~ t^0.95 there; the first step solves that instead of the secant through the origin, which undershoots
+#: the slope and lands about 1.4 % above the target (one more pass for a 1 % band)
+FIRST_EXPONENT = 0.95
+#: share of the frequencies an intermediate level is checked on (the top ones of the last full check)
+SCREEN_SHARE = 1 / 16
+
+
 def _secant(ops, w0, kernel, restrict, n, s, c, tol, max_passes, level):
+    """The secant search; every level but the returned one is judged on a screen of frequencies.
+
+    A level's true norm is the largest singular value over all frequencies, and the frequencies that hold
+    it barely move between nearby levels. Each level is measured first on a screen, the ``SCREEN_SHARE`` of
+    the frequencies whose values were highest at the last full check (before any: in the original
+    kernel; ``ops.per_matrix`` on a subset of the transfer matrices): with eigh that is a lower
+    bound of the norm, so a screen above the band proves the level too high at a sixteenth of a full
+    check (with matmul the screen is within the Gram bound's 1e-3 of one). Every other level is measured
+    on all frequencies, and only such a full measurement is returned, so ``sigma`` is as exact (eigh) or
+    as certified (matmul) as without the screen.
+    """
     P0, _ = transfer_matrices(kernel(w0), n, s)
+    if level is not None:
+        # a control step during training: often nothing has drifted past the band, and eigenvalues alone
+        # (0.3-0.5 of a pass on CPU) tell, where the decomposition costs 0.8 of one
+        sigma0 = float(ops.per_matrix(P0).max())
+        if sigma0 <= c * (1 + tol):
+            return w0, sigma0, 0, level
     dec = ops.decompose(P0)
     sigma0 = ops.top(dec)
     if sigma0 <= c * (1 + tol):
@@ -221,19 +267,28 @@ def _secant(ops, w0, kernel, restrict, n, s, c, tol, max_passes, level):
     lo, f_lo, hi, f_hi = 0.0, 0.0, sigma0, sigma0  # f(0) = 0; f(sigma0) = sigma0 (nothing clipped)
     t = level if level is not None and level < sigma0 else c
     prev_t, prev_f = 0.0, 0.0  # the first step is the secant through the origin
-    best = None
+    n_screen = max(1, math.ceil(P0.shape[0] * SCREEN_SHARE))
+    best, screen = None, torch.topk(ops.top_each(dec), n_screen).indices  # until a full check ranks them
     for passes in range(1, max_passes + 1):
         w = restrict(dec.clip(t))
-        f = ops.norm(transfer_matrices(kernel(w), n, s)[0])
-        if best is None or abs(f - c) < abs(best[1] - c):
+        P = transfer_matrices(kernel(w), n, s)[0]
+        f, full = float(ops.per_matrix(P[screen]).max()), False
+        if f <= c * (1 + tol) or passes == max_passes:  # the screen proves only 'too high'
+            per = ops.per_matrix(P)
+            f, full = float(per.max()), True
+            screen = torch.topk(per, min(n_screen, per.numel())).indices
+        if full and (best is None or abs(f - c) < abs(best[1] - c)):
             best = (w, f, passes, t)
-        if _in_band(f, c, tol):
+        if full and _in_band(f, c, tol):
             break
         if f > c:
             hi, f_hi = t, f
         else:
             lo, f_lo = t, f
-        nxt = t + (c - f) * (t - prev_t) / (f - prev_f) if f != prev_f else math.nan
+        if prev_t == 0.0 and f > 0:  # the first step: f(t) ~ t^FIRST_EXPONENT near the target (measured)
+            nxt = t * (c / f) ** (1 / FIRST_EXPONENT)
+        else:
+            nxt = t + (c - f) * (t - prev_t) / (f - prev_f) if f != prev_f else math.nan
         prev_t, prev_f = t, f
         t = nxt if lo < nxt < hi else 0.5 * (lo + hi)
     w, f, _, t = best

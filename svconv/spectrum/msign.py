@@ -101,8 +101,17 @@ class MatmulSolver:
 
     @classmethod
     def top(cls, dec: HardCap) -> float:
-        return cls.norm(dec.X)
+        return float(cls.top_each(dec).max())
 
     @classmethod
     def norm(cls, P: torch.Tensor) -> float:
-        return float(gram_bound_matrices(P, gram_steps(min(P.shape[-2:]), cls.GRAM_REL)).max())
+        return float(cls.per_matrix(P).max())
+
+    @classmethod
+    def per_matrix(cls, P: torch.Tensor) -> torch.Tensor:
+        """``(F,)``: each matrix's certified Gram-iteration bound."""
+        return gram_bound_matrices(P, gram_steps(min(P.shape[-2:]), cls.GRAM_REL))
+
+    @classmethod
+    def top_each(cls, dec: HardCap) -> torch.Tensor:
+        return cls.per_matrix(dec.X)
