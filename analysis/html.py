@@ -79,7 +79,7 @@ window.svconvDraw = [];  // figures are drawn after the page is shown, one per t
 })();
 """
 
-RENDER_CHECK_TAIL = """
+RENDER_CHECK_TAIL = r"""
 window.addEventListener("load", function () {
   var b = document.body, queue = window.svconvDraw;
   b.setAttribute("data-ready-ms", String(Math.round(performance.now())));  // text and tables shown

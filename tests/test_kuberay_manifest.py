@@ -182,7 +182,9 @@ def test_the_image_leaves_out_what_a_job_upload_leaves_out():
 
     ignored = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()
     patterns = {line.removeprefix("**/") for line in ignored if line and not line.startswith("#")}
-    wanted = {p.removeprefix("**/") for p in EXCLUDES}  # Ray's gitignore-style patterns match at any depth
+    # Ray's gitignore-style patterns match at any depth unless anchored by "/"; a .dockerignore pattern is
+    # anchored at the context root, "**/" makes it match at any depth
+    wanted = {p.removeprefix("**/").removeprefix("/") for p in EXCLUDES}
     assert wanted <= patterns, wanted - patterns  # above all, no *auth_token* in an image
 
 
