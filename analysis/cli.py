@@ -35,11 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from analysis.report import build_report, parse_formats
+    from svconv.cli_logging import quiet
 
     formats = parse_formats(args.format)
     output = Path(args.output) if args.output else Path(args.results_dir) / "report.html"
     try:
-        written = build_report(args.results_dir, output, formats, title=args.title, progress=sys.stderr.isatty(),
+        written = build_report(args.results_dir, output, formats, title=args.title, progress=sys.stderr.isatty() and not quiet(),
                                include_unlearned=args.include_unlearned)  # fmt: skip
     except OSError as exc:  # e.g. -o existing_file/x.html: exit 2 naming the path, not a traceback
         where = exc.filename if exc.filename is not None else output

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.run import run_configs, write_bench_rows
     from bench.suites import list_suites, load_suite, runner_configs
     from bench.summary import format_summary
+    from svconv.cli_logging import quiet
 
     if args.list:
         for name, desc in list_suites().items():
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         grid = parse_grid_args(args.grid)
         configs = runner_configs([grid], args.name, overrides, grid.pop("runner", "grid"))
-    rows = run_configs(configs, address=args.address, progress=not args.no_progress, task_cpus=args.task_cpus)
+    rows = run_configs(configs, address=args.address, progress=not args.no_progress and not quiet(), task_cpus=args.task_cpus)
     write_bench_rows(args.results, rows)
     print(format_summary(rows))
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}

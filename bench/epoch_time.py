@@ -12,8 +12,13 @@ printed and written as ``epoch_time.csv`` beside them.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
+
+from svconv.cli_logging import parse_args_logging
+
+logger = logging.getLogger(__name__)
 
 
 
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=None, help="training images (default: all of mnist5k)")
     parser.add_argument("--batch-size", type=int, default=128, help="default: %(default)s")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="default: %(default)s")
-    args = parser.parse_args(argv)
+    args = parse_args_logging(parser, argv)
 
     import pandas as pd
     import torch
@@ -101,10 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                 "threads": torch.get_num_threads(),
             }
         )
-        print(
+        logger.info(  # progress; the table at the end is the result
             f"{cell['arch']:>14} {cell['method']:>9} rank {str(cell['rank']):>4}: {epoch_s:8.2f} s/epoch, "
-            f"control {control_s:7.2f} s ({rows[-1]['control_share']:.0%}) [{row['status']}]",
-            flush=True,
+            f"control {control_s:7.2f} s ({rows[-1]['control_share']:.0%}) [{row['status']}]"
         )
     table = pd.DataFrame(rows)
     out = Path(args.results) / "epoch_time.csv"

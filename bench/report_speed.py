@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from svconv.cli_logging import parse_args_logging
+
 logger = logging.getLogger(__name__)
 
 LAYOUTS = {"per-trial": None, "chunked": 2000}  # layout -> chunk argument of write_synthetic_results
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--browser", action="store_true", help="also open each report in headless Chromium")
     parser.add_argument("--workdir", default=None, help="where the folders and reports go (default: a temporary folder)")
     parser.add_argument("--measure", nargs=2, metavar=("RESULTS", "HTML"), help=argparse.SUPPRESS)  # the child
-    args = parser.parse_args(argv)
+    args = parse_args_logging(parser, argv)
     if args.measure:
         print(json.dumps(measure_one(*args.measure)))
         return 0

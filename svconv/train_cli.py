@@ -165,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     from svconv.results import check_writable
 
     check_writable(args.results)  # before training, not after it
+    from svconv.cli_logging import quiet
     from svconv.trial import run_trial
 
     row = run_trial(
@@ -173,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         sweep=args.sweep,
         checkpoint_dir=args.checkpoint_dir,
         raise_on_error=args.raise_on_error,
+        progress=False if quiet() else None,  # None: bars on a terminal
     )
     if args.json:
         print(json.dumps(row, default=str, indent=1))

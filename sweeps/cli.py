@@ -8,6 +8,7 @@ import json
 import sys
 
 from sweeps.jobs import TOKEN_HELP
+from svconv.cli_logging import quiet
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     check_writable(state.root, "sweep state folder (--storage)")  # before the lock is taken
     check_writable(state.results_dir)  # before any trial trains
     return _driven(lambda: run_sweep(spec, results_dir=args.results, storage=args.storage, address=args.address,
-                                     progress=not args.no_progress), state)
+                                     progress=not args.no_progress and not quiet()), state)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -128,7 +129,7 @@ def _resume(args: argparse.Namespace) -> int:
     check_writable(state.root, "sweep state folder (--storage)")  # before the lock is taken
     check_writable(state.results_dir)  # before any trial trains
     return _driven(lambda: resume_sweep(args.name, storage=args.storage, address=args.address,
-                                        retry_failed=args.retry_failed, progress=not args.no_progress,
+                                        retry_failed=args.retry_failed, progress=not args.no_progress and not quiet(),
                                         results_dir=args.results), state)
 
 

@@ -16,12 +16,15 @@ A cluster without authentication ignores the header.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+logger = logging.getLogger(__name__)
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 TOKEN_ENV = "RAY_AUTH_TOKEN"
@@ -114,7 +117,7 @@ def follow_job(client: Any, job_id: str, out: TextIO, poll_s: float = 1.0, summa
     try:
         asyncio.run(tail())
     except RuntimeError as exc:  # the log stream closed early: fall back to polling the status
-        print(f"(log stream ended: {exc}; waiting for the job to end)", file=out)
+        logger.warning("job %s: the log stream ended (%s); waiting for the job to end", job_id, exc)
     while (status := status_name(client.get_job_status(job_id))) not in TERMINAL:
         time.sleep(poll_s)
     info = client.get_job_info(job_id)

@@ -6,7 +6,7 @@ exists empty or half-written. It holds who runs the sweep (host, pid, start time
 :data:`HEARTBEAT_S` seconds while the run lasts. A second ``sweep run``/``resume`` of the same name finds
 it and is refused (:class:`SweepLocked`, exit status 2) with the holder's details.
 
-A lock whose holder is gone is recovered, with a note on stderr: on the same host when its process no
+A lock whose holder is gone is recovered, with a warning logged: on the same host when its process no
 longer exists (pid and process start time), from another host when its heartbeat is older than
 :data:`STALE_AFTER_S` (that host's process cannot be checked from here). A lock file that cannot be read
 (left by an older writer killed mid-write, or foreign) is stale once older than :data:`UNREADABLE_STALE_S`.
@@ -15,15 +15,17 @@ longer exists (pid and process start time), from another host when its heartbeat
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
+
+logger = logging.getLogger(__name__)
 
 LOCK_FILE = "lock.json"
 #: Seconds between heartbeats (the lock file's modification time) while a run holds the lock.
@@ -93,14 +95,12 @@ class SweepLock:
         root: the sweep's state folder (``<storage>/<name>``); created if missing.
         name: the sweep's name (for messages).
         command: what the holder runs (e.g. ``sweep run``), shown to whoever is refused.
-        log: where the note about a recovered stale lock goes (default stderr).
     """
 
-    def __init__(self, root: str | os.PathLike, name: str, command: str, log: TextIO | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, name: str, command: str) -> None:
         self.path = Path(root) / LOCK_FILE
         self.name = name
         self.command = command
-        self.log = log
         self.holder: Holder | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -181,10 +181,7 @@ class SweepLock:
             aside.unlink(missing_ok=True)
             return
         aside.unlink(missing_ok=True)
-        print(
-            f"note: recovered the lock of sweep {self.name!r} left by {holder.describe()}: {reason}",
-            file=self.log or sys.stderr,
-        )
+        logger.warning("recovered the lock of sweep %r left by %s: %s", self.name, holder.describe(), reason)
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

@@ -19,6 +19,7 @@ with ``--results``, else ``~/svconv_sweeps`` on the head).
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shlex
 import sys
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import TextIO
 
 from sweeps.jobs import Submission, follow_job, job_client, status_name
+
+logger = logging.getLogger(__name__)
 
 #: Not shipped with the job (Ray also honours the project's .gitignore): keeps the upload to about 1 MB.
 EXCLUDES = [
@@ -86,7 +89,8 @@ def submit_sweep(
         address: the cluster's dashboard URL, ``http://HEAD:8265``.
         results, storage: paths on the cluster (default: the cluster's defaults, see :mod:`sweeps.state`).
         wait: follow the job's logs (written to ``out``) until it ends.
-        out: where the hints and logs go (default stderr). The job id is printed on stdout.
+        out: where the followed logs go (default stderr). The job id is printed on stdout, the hints
+            (dashboard, logs, stop, status) are logged.
         token_file: file with the cluster's auth token (default: see :func:`sweeps.jobs.find_token`).
 
     Returns the :class:`Submission`; with ``wait`` it has ended and carries the run's exit code.
@@ -122,14 +126,12 @@ def submit_sweep(
     print(job_id, flush=True)
     base = address.rstrip("/")
     where = f" --storage {storage}" if storage else f" --results {results}" if results else ""
-    print(
+    logger.info(
         f"submitted sweep {spec.name!r} ({len(spec.trials)} trials) as Ray job {job_id}\n"
         f"  dashboard: {base}/#/jobs/{job_id}\n"
         f"  logs:      ray job logs --follow {job_id} --address {base}   (with RAY_AUTH_MODE=token and the token)\n"
         f"  stop:      ray job stop {job_id} --address {base}\n"
         f"  status:    svconv sweep status {spec.name}{where} --address {base}",
-        file=out,
-        flush=True,
     )
     if not wait:
         return Submission(job_id, status_name(client.get_job_status(job_id)))

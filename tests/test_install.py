@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a pip build and install: about 12 s
+
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = (".venv", ".git", "*.egg-info", "build", "demo_results", "results", "__pycache__", ".pytest_cache", "tests")
 
@@ -39,7 +41,9 @@ def test_the_installed_packages_are_the_ones_imported(installed, tmp_path):
                           "print(*(m.__file__ for m in (svconv, sweeps, bench, analysis, svconv_cli)))"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, check=True)  # fmt: skip
     assert all(Path(f).is_relative_to(target) for f in out.stdout.split()), out.stdout
-    assert (target / "bin" / "svconv").is_file()  # the console script
+    script = subprocess.run([str(target / "bin" / "svconv"), "-q", "sweep", "run", "demo", "--dry-run"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300)  # the console script  # fmt: skip
+    assert script.returncode == 0 and script.stdout.startswith("sweep demo: "), script.stderr
 
 
 def test_shipped_specs_run_by_name_from_any_folder(installed, tmp_path):

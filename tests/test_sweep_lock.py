@@ -17,6 +17,7 @@ import pytest
 from sweeps.lock import LOCK_FILE, STALE_AFTER_S, UNREADABLE_STALE_S, SweepLock, SweepLocked
 from sweeps.spec import parse_spec
 from sweeps.state import SweepState
+from svconv.cli_logging import configure_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = textwrap.dedent(
@@ -80,8 +81,9 @@ def test_a_second_run_or_resume_is_refused_while_a_live_run_holds_the_sweep(swee
         holder.wait()
 
 
-def test_the_lock_of_a_killed_run_is_recovered_with_a_note(sweep, capsys):
+def test_the_lock_of_a_killed_run_is_recovered_with_a_warning(sweep, capsys):
     _, _, state = sweep
+    configure_logging()  # as the CLI does: the lock's warning on stderr
     holder = _hold(state.root)
     holder.send_signal(signal.SIGKILL)  # kill -9: no chance to release
     holder.wait()
@@ -92,12 +94,13 @@ def test_the_lock_of_a_killed_run_is_recovered_with_a_note(sweep, capsys):
             SweepLock(state.root, "locked", "again").acquire()
         assert lock.holder is not None
     err = capsys.readouterr().err
-    assert f"recovered the lock of sweep 'locked' left by pid {holder.pid}" in err
+    assert f"warning: recovered the lock of sweep 'locked' left by pid {holder.pid}" in err
     assert f"its process {holder.pid} no longer exists" in err
     assert not (state.root / LOCK_FILE).exists()  # released on exit
 
 
 def test_a_lock_from_another_host_is_stale_only_once_its_heartbeat_stops(tmp_path, capsys):
+    configure_logging()
     lock_file = tmp_path / LOCK_FILE
     other = {"host": "node-b", "pid": 4242, "started": "2026-01-01T00:00:00+00:00", "command": "svconv sweep run",
              "proc_start": None}

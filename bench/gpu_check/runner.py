@@ -1,7 +1,8 @@
 """The orchestrator of ``python -m bench.gpu_check``: phases in order of value, each in its own process
 with its own cap, inside one time budget; then the summary.
 
-It imports neither torch nor svconv (the workers do), so it starts at once, and a phase that hangs or
+It imports no torch and of svconv only its logging set-up (standard library; the workers import the
+rest), so it starts at once, and a phase that hangs or
 crashes is killed or recorded without taking the run with it. Schedule: the budget less a reserve for
 the summary is split among the selected phases by weight; each phase may run until its cumulative share
 of the schedule is spent (time a phase leaves unused passes to the next ones), but never less than its
@@ -12,6 +13,7 @@ it a grace period later and records the phase as ``stopped`` with the item it wa
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import signal
@@ -22,6 +24,9 @@ import traceback
 from pathlib import Path
 
 from bench.gpu_check.record import append_row, current_item, read_rows
+from svconv.cli_logging import parse_args_logging
+
+logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 #: phase -> (title, weight in the schedule, floor in seconds); in order of value
@@ -169,7 +174,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="full: the WRN-16-10 shapes; quick: channels/8, sizes/4 (auto: full on cuda, quick on cpu)")  # fmt: skip
     p.add_argument("--phases", default=",".join(PHASES),
                    help=f"comma-separated subset of {','.join(PHASES)} (env and the summary always run)")
-    a = p.parse_args(argv)
+    a = parse_args_logging(p, argv)
     if not a.budget_s > 0:
         p.error(f"--budget-s must be a positive number of seconds; got {a.budget_s}")
     phases = [x.strip() for x in a.phases.split(",") if x.strip()]
@@ -214,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 device = ok[0]["device"] if ok else "none"
                 size = size if size != "auto" else ("full" if device == "cuda" else "quick")
         walls[phase] = time.time() - began
-        print(f"gpu_check: {title}: {_phase_line(read_rows(out, phase))} ({time.time() - start:.0f} s)", flush=True)
+        logger.info("gpu_check: %s: %s (%.0f s)", title, _phase_line(read_rows(out, phase)), time.time() - start)
     from bench.gpu_check.summary import write_summary
 
     try:
@@ -222,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # noqa: BLE001 - the rows are on disk; say where, rather than lose the run
         note = traceback.format_exc()[-1500:]
         (out / "summary.md").write_text(f"# GPU check: the summary failed\n\nRows are in rows/*.jsonl.\n\n```\n{note}\n```\n")
-        print(f"gpu_check: writing the summary failed; rows are in {out / 'rows'}\n{note}", file=sys.stderr)
+        logger.error("gpu_check: writing the summary failed; rows are in %s\n%s", out / "rows", note)
         return 2
     print(f"gpu_check: summary in {out / 'summary.md'} ({time.time() - start:.0f} s of {a.budget_s:.0f} s)", flush=True)
     return 1 if failed else 0

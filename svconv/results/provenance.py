@@ -22,8 +22,11 @@ def _version(package: str) -> str | None:
 
 @functools.cache
 def git_commit() -> str | None:
-    """The commit of the svconv checkout, or None outside a git work tree."""
+    """The commit of the svconv checkout, or None outside one: an installed svconv sits in site-packages,
+    and a git work tree around that (a project's venv) is not svconv's."""
     root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():
+        return None
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
