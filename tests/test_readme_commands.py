@@ -37,3 +37,26 @@ def test_each_readme_train_command_learns(command, tmp_path):
     assert main(argv) == 0
     (row,) = read_table(tmp_path, "trials").to_dict("records")
     assert row["status"] == "ok" and row["learned"] is True, (command, row["clean_acc"], row["final_train_loss"])
+
+
+def readme_python_examples() -> list[str]:
+    """The README's ```python blocks that need nothing but svconv: not the whole-resnet18 one (a minute and
+    more on a loaded CPU; its functions are tested in test_clip_model.py) and not the one reading a results
+    folder the demo writes."""
+    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), flags=re.S | re.M)
+    return [b for b in blocks if "resnet18" not in b and "load_results(" not in b]
+
+
+@pytest.mark.parametrize("code", readme_python_examples(), ids=lambda c: c.splitlines()[1][:40])
+def test_each_readme_python_example_runs(code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})
+
+
+def test_the_library_example_prints_what_its_comments_say(capsys):
+    (first,) = [c for c in readme_python_examples() if "clip_to_target(w" in c]
+    exec(compile(first, "README.md", "exec"), {"__name__": "readme_example"})
+    lines = capsys.readouterr().out.splitlines()
+    sigma, passes = lines[0].split()
+    said = re.search(r"the passes used \((\d+)\)", first).group(1)
+    assert abs(float(sigma) - 1.0) <= 0.01 and passes == said
